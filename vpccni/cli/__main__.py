@@ -1,0 +1,3 @@
+from vpccni.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The one exception tree of vpccni.
+
+Every error raised on purpose by vpccni, ipamd or the plugin derives from :class:`VpccniError`.
+Whether an error is worth retrying is a *type*, not a string match::
+
+    VpccniError
+    ├── RetryableError                 transient: try again later (CNI code 11)
+    │   ├── CloudThrottled             EC2 RequestLimitExceeded / Throttling
+    │   ├── CloudServerError           EC2 5xx / InternalError / Unavailable
+    │   ├── CloudTimeout               no answer in time (connect or read)
+    │   ├── ImdsUnavailable            IMDS did not answer / refused a token
+    │   └── NotReady                   ipamd still starting or recovering
+    ├── PermanentError                 retrying the same request will fail the same way
+    │   ├── ConfigError                one or more bad settings (all listed at once)
+    │   ├── EniLimitExceeded           AttachmentLimitExceeded
+    │   ├── AddressLimitExceeded       PrivateIpAddressLimitExceeded
+    │   ├── SubnetFull                 InsufficientFreeAddressesInSubnet
+    │   ├── NoCidrBlock                InsufficientCidrBlocks (no aligned /28 free)
+    │   ├── CloudNotFound              Invalid*.NotFound
+    │   ├── Unauthorized               UnauthorizedOperation / AccessDenied
+    │   ├── CloudInvalidRequest        InvalidParameterValue, InUse, ...
+    │   ├── UnknownInstanceType        not in the bundled table nor DescribeInstanceTypes
+    │   └── ProtocolError              malformed request/response on the ipamd socket
+    └── (cloud errors also derive from CloudError, which carries action, code and message)
+
+Policy: library errors (botocore, pyroute2, OS) are chained as ``__cause__`` at the boundary that maps
+them (vpccni.cloud for EC2, vpccni.net for netlink). Nothing above the boundary catches a third-party
+exception type. CNI error codes are assigned in exactly one place: ``plugin.cni``.
+
+This module is standard library only: the CNI plugin imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class VpccniError(Exception):
+    """Root of every deliberate vpccni error."""
+
+
+class RetryableError(VpccniError):
+    """A transient failure: the same request may succeed later."""
+
+
+class PermanentError(VpccniError):
+    """Retrying the same request will fail the same way until something else changes."""
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One bad setting: the variable, the value seen and what would have been accepted."""
+
+    variable: str
+    value: str
+    accepted: str
+
+    def __str__(self) -> str:
+        return f"{self.variable}={self.value!r}: expected {self.accepted}"
+
+
+class ConfigError(PermanentError):
+    """Settings that cannot be used. Carries every problem found, one line each."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# --- cloud ---------------------------------------------------------------------------------------
+
+
+class CloudError(VpccniError):
+    """An error answered by (or on the way to) the cloud API.
+
+    ``action`` is the API action (e.g. ``AssignPrivateIpAddresses``), ``code`` the cloud's error code
+    (e.g. ``PrivateIpAddressLimitExceeded``), ``message`` the cloud's message.
+    """
+
+    def __init__(self, action: str, code: str, message: str = "") -> None:
+        self.action = action
+        self.code = code
+        self.message = message
+        super().__init__(f"{action}: {code}: {message}" if message else f"{action}: {code}")
+
+
+class CloudThrottled(CloudError, RetryableError):
+    """RequestLimitExceeded: the account's API bucket for this action class is empty."""
+
+
+class CloudServerError(CloudError, RetryableError):
+    """The cloud answered 5xx (InternalError, Unavailable, ServiceUnavailable)."""
+
+
+class CloudTimeout(CloudError, RetryableError):
+    """No answer in time (connect or read timeout, connection reset)."""
+
+
+class EniLimitExceeded(CloudError, PermanentError):
+    """The instance type's network-interface limit is reached (AttachmentLimitExceeded)."""
+
+
+class AddressLimitExceeded(CloudError, PermanentError):
+    """The ENI's IPv4 address/prefix slots are full (PrivateIpAddressLimitExceeded)."""
+
+
+class SubnetFull(CloudError, PermanentError):
+    """The subnet has no free address left (InsufficientFreeAddressesInSubnet)."""
+
+
+class NoCidrBlock(CloudError, PermanentError):
+    """The subnet has no aligned free /28 for a prefix (InsufficientCidrBlocks)."""
+
+
+class CloudNotFound(CloudError, PermanentError):
+    """The named resource does not exist (InvalidNetworkInterfaceID.NotFound, ...)."""
+
+
+class Unauthorized(CloudError, PermanentError):
+    """The caller lacks the IAM permission for ``action`` (UnauthorizedOperation)."""
+
+
+class CloudInvalidRequest(CloudError, PermanentError):
+    """Any other client-side error (InvalidParameterValue, InvalidNetworkInterface.InUse, ...)."""
+
+
+class UnknownInstanceType(PermanentError):
+    """The instance type is neither in the bundled table nor known to DescribeInstanceTypes."""
+
+    def __init__(self, instance_type: str) -> None:
+        self.instance_type = instance_type
+        super().__init__(f"unknown instance type {instance_type!r}")
+
+
+# --- node-local ----------------------------------------------------------------------------------
+
+
+class ImdsUnavailable(RetryableError):
+    """The instance metadata service did not answer, or refused the request."""
+
+
+class NotReady(RetryableError):
+    """ipamd is starting or recovering and cannot serve the request yet."""
+
+
+class ProtocolError(PermanentError):
+    """A malformed request or response on the ipamd socket."""

@@ -1,0 +1,332 @@
+"""The wire format between the CNI plugin and ipamd (standard library only: the plugin imports it).
+
+Transport: a Unix stream socket (default :data:`DEFAULT_SOCKET_PATH`). Framing: one JSON object per
+line, UTF-8, ``\\n``-terminated. The client sends a request line and reads one response line; a client
+may send further requests on the same connection (the benchmark does), the plugin sends exactly one.
+
+Request::
+
+    {"v": 1, "op": "ADD", "network": "vpccni", "container_id": "...", "ifname": "eth0",
+     "netns": "/run/netns/x", "pod": {"namespace": "default", "name": "web-0", "uid": "...",
+     "infra_container_id": "..."}, "prev_result": {...} | null, "valid_attachments": [...],
+     "reason": "PodDeleted", "deadline_ms": 10000}
+
+Response::
+
+    {"v": 1, "ok": true, "allocation": {...}}            ADD
+    {"v": 1, "ok": true}                                  DEL, CHECK
+    {"v": 1, "ok": true, "released": 3}                   GC
+    {"v": 1, "ok": true, "status": {...}}                 STATUS, PING
+    {"v": 1, "ok": false, "error": {"kind": "no_ip", "message": "...", "reason": "subnet_full"}}
+
+The allocation key is the CNI one: (network, container_id, ifname). Versions: a request whose major
+version ``v`` differs from :data:`PROTOCOL_VERSION` is refused with kind ``unsupported_version``.
+
+Release records: when ipamd is unreachable during DEL, the plugin tears down what it can from
+``prevResult`` and writes a release record (:func:`encode_release_record`) into the spool directory
+next to the socket (:func:`spool_dir_for`); ipamd replays every record at start, so the address comes
+back to the pool instead of leaking.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+DEFAULT_SOCKET_PATH = "/run/vpccni/ipamd.sock"
+SPOOL_DIRNAME = "release-queue"
+MAX_LINE_BYTES = 1 << 20
+
+# CNI's own rules for the identifiers it hands us (SPEC.md; libcni utils.ValidateContainerID etc.).
+CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+NETWORK_NAME_RE = CONTAINER_ID_RE
+IFNAME_MAX = 15  # IFNAMSIZ - 1
+
+
+class Op(enum.StrEnum):
+    ADD = "ADD"
+    DEL = "DEL"
+    CHECK = "CHECK"
+    GC = "GC"
+    STATUS = "STATUS"
+    PING = "PING"
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a request failed. ``plugin.cni`` maps each kind to exactly one CNI error code."""
+
+    BAD_REQUEST = "bad_request"  # malformed or invalid fields (names the field)
+    UNSUPPORTED_VERSION = "unsupported_version"
+    NO_IP = "no_ip"  # the pool has no free address; ``reason`` says why
+    NOT_READY = "not_ready"  # ipamd starting/recovering
+    TRY_AGAIN = "try_again"  # transient (deadline, contention)
+    INVALID_NETNS = "invalid_netns"  # netns path missing or not a network namespace
+    CHECK_FAILED = "check_failed"  # CHECK found something missing; message names it
+    PLUMBING = "plumbing"  # netlink/iptables failure while plumbing (rolled back)
+    INTERNAL = "internal"
+
+
+class NoIpReason(enum.StrEnum):
+    """Why the pool could not grow: the answer to "why no IP"."""
+
+    STARTING = "starting"  # node still starting, pool not yet filled
+    SUBNET_FULL = "subnet_full"  # InsufficientFreeAddressesInSubnet
+    NO_CIDR_BLOCK = "no_cidr_block"  # InsufficientCidrBlocks (prefix delegation)
+    ENI_LIMIT = "eni_limit"  # instance ENI limit / MAX_ENI reached and every ENI full
+    MAX_PODS = "max_pods"  # max pods reached
+    THROTTLED = "throttled"  # EC2 RequestLimitExceeded
+    UNAUTHORIZED = "unauthorized"  # missing IAM permission
+    PROVISIONING_DISABLED = "provisioning_disabled"  # DISABLE_NETWORK_RESOURCE_PROVISIONING
+    UNSCHEDULABLE = "unschedulable"  # node cordoned, AWS_MANAGE_ENIS_NON_SCHEDULABLE=false
+    ENI_CONFIG_MISSING = "eni_config_missing"  # custom networking without an ENIConfig
+    CLOUD_ERROR = "cloud_error"  # any other cloud failure
+    GROWING = "growing"  # the pool is being topped up right now
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    infra_container_id: str = ""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    container_id: str
+    ifname: str
+
+
+@dataclass(frozen=True)
+class Request:
+    op: Op
+    network: str = ""
+    container_id: str = ""
+    ifname: str = ""
+    netns: str = ""
+    pod: PodRef = field(default_factory=PodRef)
+    prev_result: dict[str, Any] | None = None
+    valid_attachments: tuple[Attachment, ...] = ()
+    reason: str = ""
+    deadline_ms: int = 0
+    v: int = PROTOCOL_VERSION
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.network, self.container_id, self.ifname)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What ipamd assigned and plumbed for one (network, container, ifname)."""
+
+    ipv4: str
+    prefix_len: int  # always 32 inside the pod
+    gateway: str  # 169.254.1.1
+    eni_id: str
+    device_number: int
+    route_table: int  # 254 (main) for the primary ENI, device_number + 1 otherwise
+    host_ifname: str = ""
+    host_mac: str = ""
+    container_ifname: str = ""
+    container_mac: str = ""
+    mtu: int = 0
+    netns: str = ""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    kind: ErrorKind
+    message: str
+    reason: NoIpReason | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    ok: bool
+    allocation: Allocation | None = None
+    released: int = 0
+    status: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    v: int = PROTOCOL_VERSION
+
+    @classmethod
+    def failure(cls, kind: ErrorKind, message: str, reason: NoIpReason | None = None) -> Response:
+        return cls(ok=False, error=ErrorInfo(kind, message, reason))
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def encode_request(req: Request) -> bytes:
+    obj: dict[str, Any] = {"v": req.v, "op": str(req.op)}
+    for name in ("network", "container_id", "ifname", "netns", "reason"):
+        value = getattr(req, name)
+        if value:
+            obj[name] = value
+    if req.pod != PodRef():
+        obj["pod"] = {k: v for k, v in req.pod.__dict__.items() if v}
+    if req.prev_result is not None:
+        obj["prev_result"] = req.prev_result
+    if req.valid_attachments:
+        obj["valid_attachments"] = [
+            {"containerID": a.container_id, "ifname": a.ifname} for a in req.valid_attachments
+        ]
+    if req.deadline_ms:
+        obj["deadline_ms"] = req.deadline_ms
+    return _dump(obj)
+
+
+def _str(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name, "")
+    if not isinstance(value, str):
+        raise ValueError(f"field {name!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse one request line. Raises ValueError naming the bad field."""
+    obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("request must be a JSON object")
+    v = obj.get("v")
+    if not isinstance(v, int):
+        raise ValueError("field 'v' (protocol version) must be an integer")
+    try:
+        op = Op(obj.get("op"))
+    except ValueError:
+        raise ValueError(f"field 'op' must be one of {[o.value for o in Op]}, got {obj.get('op')!r}") from None
+    pod_obj = obj.get("pod") or {}
+    if not isinstance(pod_obj, dict):
+        raise ValueError("field 'pod' must be an object")
+    pod = PodRef(**{k: _str(pod_obj, k) for k in ("namespace", "name", "uid", "infra_container_id")})
+    prev = obj.get("prev_result")
+    if prev is not None and not isinstance(prev, dict):
+        raise ValueError("field 'prev_result' must be an object")
+    atts: list[Attachment] = []
+    raw_atts = obj.get("valid_attachments") or []
+    if not isinstance(raw_atts, list):
+        raise ValueError("field 'valid_attachments' must be a list")
+    for item in raw_atts:
+        if not isinstance(item, dict):
+            raise ValueError("each of 'valid_attachments' must be an object")
+        atts.append(Attachment(_str(item, "containerID"), _str(item, "ifname")))
+    deadline = obj.get("deadline_ms", 0)
+    if not isinstance(deadline, int) or deadline < 0:
+        raise ValueError("field 'deadline_ms' must be a non-negative integer")
+    return Request(
+        op=op,
+        network=_str(obj, "network"),
+        container_id=_str(obj, "container_id"),
+        ifname=_str(obj, "ifname"),
+        netns=_str(obj, "netns"),
+        pod=pod,
+        prev_result=prev,
+        valid_attachments=tuple(atts),
+        reason=_str(obj, "reason"),
+        deadline_ms=deadline,
+        v=v,
+    )
+
+
+def encode_response(resp: Response) -> bytes:
+    obj: dict[str, Any] = {"v": resp.v, "ok": resp.ok}
+    if resp.allocation is not None:
+        obj["allocation"] = dict(resp.allocation.__dict__)
+    if resp.released:
+        obj["released"] = resp.released
+    if resp.status is not None:
+        obj["status"] = resp.status
+    if resp.error is not None:
+        err: dict[str, Any] = {"kind": str(resp.error.kind), "message": resp.error.message}
+        if resp.error.reason is not None:
+            err["reason"] = str(resp.error.reason)
+        obj["error"] = err
+    return _dump(obj)
+
+
+def decode_response(line: bytes) -> Response:
+    """Parse one response line. Raises ValueError on a malformed response."""
+    obj = json.loads(line)
+    if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
+        raise ValueError("response must be a JSON object with a boolean 'ok'")
+    alloc = obj.get("allocation")
+    error = obj.get("error")
+    err_info = None
+    if error is not None:
+        reason = error.get("reason")
+        err_info = ErrorInfo(
+            kind=ErrorKind(error.get("kind", "internal")),
+            message=str(error.get("message", "")),
+            reason=NoIpReason(reason) if reason else None,
+        )
+    return Response(
+        ok=obj["ok"],
+        allocation=Allocation(**alloc) if isinstance(alloc, dict) else None,
+        released=int(obj.get("released", 0)),
+        status=obj.get("status"),
+        error=err_info,
+        v=int(obj.get("v", PROTOCOL_VERSION)),
+    )
+
+
+# --- validation shared by both ends -------------------------------------------------------------
+
+
+def validate_identifiers(req: Request) -> str | None:
+    """Return a message naming the first invalid identifier of ``req``, or None if all are valid."""
+    if req.op in (Op.STATUS, Op.PING):
+        return None
+    if not NETWORK_NAME_RE.match(req.network):
+        return f"invalid network name {req.network!r}: must match {NETWORK_NAME_RE.pattern}"
+    if req.op is Op.GC:
+        return None
+    if not CONTAINER_ID_RE.match(req.container_id):
+        return f"invalid container ID {req.container_id!r}: must match {CONTAINER_ID_RE.pattern}"
+    if not valid_ifname(req.ifname):
+        return f"invalid interface name {req.ifname!r}: 1-{IFNAME_MAX} characters, no '/', ':' or whitespace"
+    return None
+
+
+def valid_ifname(name: str) -> bool:
+    return (
+        0 < len(name) <= IFNAME_MAX
+        and name not in (".", "..")
+        and not any(c in name for c in "/:") and not any(c.isspace() for c in name)
+    )
+
+
+# --- release records (DEL while ipamd is down) ---------------------------------------------------
+
+
+def spool_dir_for(socket_path: str) -> str:
+    """The release-record spool directory that belongs to an ipamd socket."""
+    return os.path.join(os.path.dirname(socket_path) or ".", SPOOL_DIRNAME)
+
+
+def release_record_name(network: str, container_id: str, ifname: str) -> str:
+    return f"{network}--{container_id}--{ifname}.json"
+
+
+def encode_release_record(req: Request) -> bytes:
+    """A DEL that ipamd must replay at start. Same shape as a request line (op DEL)."""
+    return encode_request(
+        Request(
+            op=Op.DEL,
+            network=req.network,
+            container_id=req.container_id,
+            ifname=req.ifname,
+            pod=req.pod,
+            prev_result=req.prev_result,
+            reason=req.reason or "IpamdUnavailable",
+        )
+    )
