@@ -202,9 +202,10 @@ def decode_request(line: bytes) -> Request:
     if not isinstance(v, int):
         raise ValueError("field 'v' (protocol version) must be an integer")
     try:
-        op = Op(obj.get("op"))
+        op = Op(str(obj.get("op")))
     except ValueError:
-        raise ValueError(f"field 'op' must be one of {[o.value for o in Op]}, got {obj.get('op')!r}") from None
+        ops = [o.value for o in Op]
+        raise ValueError(f"field 'op' must be one of {ops}, got {obj.get('op')!r}") from None
     pod_obj = obj.get("pod") or {}
     if not isinstance(pod_obj, dict):
         raise ValueError("field 'pod' must be an object")
