@@ -160,3 +160,14 @@ def test_bad_values_fail_naming_the_field(values: dict[str, Any], field: str) ->
     assert any(field in err for err in result["errors"]), result["errors"]
     with pytest.raises(helm.HelmValuesError, match=field.strip("/")):
         helm.Chart.load(CHART).render(values, name="vpccni", namespace="kube-system")
+
+
+def test_every_env_value_is_a_setting_ipamd_reads() -> None:
+    from vpccni.config import variables
+
+    known = set(variables())
+    values = yaml.safe_load(Path(CHART, "values.yaml").read_text())
+    assert set(values["env"]) <= known, set(values["env"]) - known
+    (main,) = daemonset({})["spec"]["template"]["spec"]["containers"]
+    rendered = {e["name"] for e in main["env"]}
+    assert rendered <= known, rendered - known
