@@ -9,7 +9,8 @@ Whether an error is worth retrying is a *type*, not a string match::
     │   ├── CloudServerError           EC2 5xx / InternalError / Unavailable
     │   ├── CloudTimeout               no answer in time (connect or read)
     │   ├── ImdsUnavailable            IMDS did not answer / refused a token
-    │   └── NotReady                   ipamd still starting or recovering
+    │   ├── NotReady                   ipamd still starting or recovering
+    │   └── PlumbingBusy               netlink/iptables said "busy", or an ENI link has not appeared yet
     ├── PermanentError                 retrying the same request will fail the same way
     │   ├── ConfigError                one or more bad settings (all listed at once)
     │   ├── EniLimitExceeded           AttachmentLimitExceeded
@@ -20,8 +21,10 @@ Whether an error is worth retrying is a *type*, not a string match::
     │   ├── Unauthorized               UnauthorizedOperation / AccessDenied
     │   ├── CloudInvalidRequest        InvalidParameterValue, InUse, ...
     │   ├── UnknownInstanceType        not in the bundled table nor DescribeInstanceTypes
-    │   └── ProtocolError              malformed request/response on the ipamd socket
-    └── (cloud errors also derive from CloudError, which carries action, code and message)
+    │   ├── ProtocolError              malformed request/response on the ipamd socket
+    │   └── PlumbingFailed             a netlink/sysctl/iptables step was refused; bad netns path
+    └── (cloud errors also derive from CloudError, which carries action, code and message;
+         plumbing errors from PlumbingError, which carries the step and the reason)
 
 Policy: library errors (botocore, pyroute2, OS) are chained as ``__cause__`` at the boundary that maps
 them (vpccni.cloud for EC2, vpccni.net for netlink). Nothing above the boundary catches a third-party
@@ -148,3 +151,23 @@ class NotReady(RetryableError):
 
 class ProtocolError(PermanentError):
     """A malformed request or response on the ipamd socket."""
+
+
+# --- plumbing (vpccni.net) -----------------------------------------------------------------------
+
+
+class PlumbingError(VpccniError):
+    """A netlink, sysctl or iptables step failed. ``step`` says which, in words; ``reason`` why."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        self.step = step
+        self.reason = reason
+        super().__init__(f"{step}: {reason}")
+
+
+class PlumbingBusy(PlumbingError, RetryableError):
+    """Transient: the kernel said busy/try again, or a link (an ENI being attached) is not there yet."""
+
+
+class PlumbingFailed(PlumbingError, PermanentError):
+    """The kernel or iptables refused the step, or the input (e.g. a netns path) is unusable."""

@@ -1,0 +1,191 @@
+"""Acting inside a network namespace from a multi-threaded process, and mapping kernel errors.
+
+Why not pyroute2's own ``IPRoute(netns=...)``: it forks a child process per handle to create the socket
+(~8 ms here, and fork in a threaded asyncio daemon is a hazard) and, by default, silently *creates* a
+missing namespace. Instead a short-lived thread calls setns(2) — which moves only that thread — creates
+the socket (a socket stays in the namespace it was born in) or does the /proc/sys write, and exits. No
+process-wide state changes, so any number of threads may do this at once.
+
+A namespace is named either by a bare name (``/run/netns/<name>``) or by an absolute path (a CNI_NETNS such
+as ``/var/run/netns/cni-...`` or ``/proc/<pid>/ns/net``). Before use the path is checked to be a *network*
+namespace (NS_GET_NSTYPE ioctl), so a path sent over the ipamd socket cannot make us act on an arbitrary
+file (no confused deputy).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+from vpccni.errors import PlumbingBusy, PlumbingError, PlumbingFailed
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+NETNS_RUN_DIR = "/run/netns"
+_CLONE_NEWNET = 0x40000000
+_NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), Linux >= 4.11
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+# Errors the kernel returns when trying again later can succeed.
+_TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.ENOBUFS, errno.EINTR, errno.ETIMEDOUT})
+
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsMissing(PlumbingFailed):
+    """The named network namespace does not exist (any more). Teardown treats this as success."""
+
+
+def netns_path(netns: str) -> str:
+    """The absolute path of a namespace given by name or path; raise if it cannot be one."""
+    if netns.startswith("/"):
+        if "\x00" in netns or "/../" in netns + "/":
+            raise PlumbingFailed("resolve network namespace", f"{netns!r} is not a clean absolute path")
+        return netns
+    if _NAME_RE.match(netns) and netns not in (".", ".."):
+        return f"{NETNS_RUN_DIR}/{netns}"
+    raise PlumbingFailed(
+        "resolve network namespace",
+        f"{netns!r} is neither an absolute path nor a plain namespace name (letters, digits, _ . -)",
+    )
+
+
+def open_netns(netns: str) -> int:
+    """Open a namespace file and prove it is a network namespace; the caller closes the fd."""
+    path = netns_path(netns)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NetnsMissing("open network namespace", f"{path} does not exist") from exc
+    except OSError as exc:
+        raise PlumbingFailed("open network namespace", f"{path}: {exc.strerror}") from exc
+    try:
+        nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError as exc:
+        os.close(fd)
+        raise PlumbingFailed("open network namespace", f"{path} is not a namespace file") from exc
+    if nstype != _CLONE_NEWNET:
+        os.close(fd)
+        raise PlumbingFailed("open network namespace", f"{path} is a namespace, but not a network one")
+    return fd
+
+
+def run_in_netns(netns: str | None, func: Callable[[], T]) -> T:
+    """Run ``func`` with the calling context moved into ``netns`` (None: right here, no thread)."""
+    if netns is None:
+        return func()
+    fd = open_netns(netns)
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise PlumbingFailed("enter network namespace", f"{netns}: {os.strerror(err)}")
+            outcome.append(func())
+        except BaseException as exc:  # re-raised in the caller's thread below
+            failure.append(exc)
+
+    try:
+        worker = threading.Thread(target=body, name=f"netns:{netns}", daemon=True)
+        worker.start()
+        worker.join()
+    finally:
+        os.close(fd)
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def netlink_socket(netns: str | None) -> socket.socket:
+    """An rtnetlink socket living in ``netns``."""
+    return run_in_netns(
+        netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0)
+    )
+
+
+@contextmanager
+def iproute(netns: str | None) -> Iterator[IPRoute]:
+    """A short-lived IPRoute handle in ``netns`` (never cached: handles are not shared across threads)."""
+    from pyroute2 import IPRoute
+
+    sock = netlink_socket(netns) if netns is not None else None
+    handle = IPRoute(use_socket=sock) if sock is not None else IPRoute()
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def write_sysctl(netns: str | None, key: str, value: str) -> None:
+    """Write ``net.x.y`` (dotted, as sysctl(8) takes it) inside ``netns`` via /proc/sys.
+
+    /proc/sys/net resolves against the *calling thread's* namespace, which is why this runs in the
+    setns'd helper thread. Interface names may contain dots, so the key is given as path parts instead
+    when it names an interface: use :func:`sysctl_path` for those.
+    """
+    write_sysctl_path(netns, "/proc/sys/" + key.replace(".", "/"), value)
+
+
+def sysctl_path(*parts: str) -> str:
+    """/proc/sys path from parts, rejecting parts that would escape their directory."""
+    for part in parts:
+        if not part or "/" in part or part in (".", ".."):
+            raise PlumbingFailed("build sysctl path", f"{part!r} is not a valid path component")
+    return "/proc/sys/" + "/".join(parts)
+
+
+def write_sysctl_path(netns: str | None, path: str, value: str) -> None:
+    def write() -> None:
+        with open(path, "w") as handle:
+            handle.write(value)
+
+    try:
+        run_in_netns(netns, write)
+    except FileNotFoundError as exc:
+        raise PlumbingFailed("write sysctl", f"{path} does not exist in {netns or 'this namespace'}") from exc
+    except OSError as exc:
+        raise PlumbingFailed("write sysctl", f"{path}={value}: {exc.strerror}") from exc
+
+
+def read_sysctl_path(netns: str | None, path: str) -> str:
+    def read() -> str:
+        with open(path) as handle:
+            return handle.read().strip()
+
+    try:
+        return run_in_netns(netns, read)
+    except OSError as exc:
+        raise PlumbingFailed("read sysctl", f"{path}: {exc.strerror}") from exc
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The errno of a NetlinkError/OSError, else None."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, OSError):
+        return exc.errno
+    return None
+
+
+def fail(step: str, exc: BaseException) -> NoReturn:
+    """Raise the vpccni error for a failed step, chaining the library exception."""
+    if isinstance(exc, PlumbingError):
+        raise exc
+    code = error_code(exc)
+    reason = f"{os.strerror(code)} (errno {code})" if code else f"{type(exc).__name__}: {exc}"
+    if code in _TRANSIENT_ERRNOS:
+        raise PlumbingBusy(step, reason) from exc
+    raise PlumbingFailed(step, reason) from exc

@@ -1,0 +1,285 @@
+"""Pod plumbing, the aws-node way: a veth per pod, a /32 in the pod, everything routed by the host.
+
+Inside the pod::
+
+    eth0: <ip>/32, MTU POD_MTU
+    169.254.1.1 dev eth0 scope link
+    default via 169.254.1.1 dev eth0
+    neigh 169.254.1.1 lladdr <host veth MAC> PERMANENT      (no ARP ever needed)
+
+On the node: the host veth (up, same MTU), ``<ip>/32 dev <host veth> scope link`` in main, rule 512
+``to <ip> lookup main`` and, for addresses of secondary ENIs, rule 1536 ``from <ip> lookup <ENI table>``.
+
+The veth is created with its peer born directly in the pod namespace as CNI_IFNAME: moving a link between
+namespaces costs 17-37 ms (an RCU barrier), creating it in place ~1 ms. Setup assumes leftovers: a link
+or rules from an earlier attempt for the same pod are removed first, and if anything fails midway all that
+this call created is removed again before the error is raised. Teardown treats anything already gone —
+link, rule, route, the pod namespace itself — as done.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vpccni.errors import PlumbingFailed
+from vpccni.net.hostroutes import (
+    HostRoute,
+    drop_host_routing,
+    dump_rules,
+    ensure_host_routing,
+    host_route_oif,
+    host_routing_problems,
+    remove_host_routing,
+)
+from vpccni.net.names import (
+    MAIN_TABLE,
+    POD_GATEWAY_IPV4,
+    validate_ifname,
+    validate_ipv4,
+    validate_mtu,
+    validate_table,
+)
+from vpccni.net.nsutil import NetnsMissing, error_code, fail, iproute, open_netns
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+__all__ = ["PodAttachment", "PodLinks", "check_pod", "remove_host_routing", "setup_pod", "teardown_pod"]
+
+log = logging.getLogger(__name__)
+
+_NUD_PERMANENT = 0x80
+_IFF_UP = 0x1
+
+
+@dataclass(frozen=True)
+class PodAttachment:
+    """One pod interface: where it lives, what it is called on both sides, its address and ENI table.
+
+    ``pod_netns`` is CNI_NETNS (absolute path) or a namespace name; it may be None for teardown only
+    (DEL without a netns). ``table`` is the route table of the ENI holding the address (main = primary).
+    """
+
+    pod_netns: str | None
+    ifname: str
+    host_ifname: str
+    ipv4: str
+    table: int = MAIN_TABLE
+    mtu: int = 9001
+
+    def __post_init__(self) -> None:
+        validate_ifname(self.ifname, what="pod interface name (CNI_IFNAME)")
+        validate_ifname(self.host_ifname, what="host veth name")
+        object.__setattr__(self, "ipv4", validate_ipv4(self.ipv4, what="pod address"))
+        validate_table(self.table)
+        validate_mtu(self.mtu)
+
+    @property
+    def host_route(self) -> HostRoute:
+        return HostRoute(ipv4=self.ipv4, host_ifname=self.host_ifname, table=self.table)
+
+
+@dataclass(frozen=True)
+class PodLinks:
+    """What setup created: the two ends of the veth and their MACs (the CNI result needs them)."""
+
+    host_ifname: str
+    host_mac: str
+    pod_ifname: str
+    pod_mac: str
+
+
+def _delete_link(ipr: IPRoute, ifname: str, where: str) -> bool:
+    """Delete a link by name; False if it was not there."""
+    try:
+        ipr.link("del", ifname=ifname)
+    except Exception as exc:
+        if error_code(exc) == errno.ENODEV:
+            return False
+        fail(f"delete link {ifname} in {where}", exc)
+    return True
+
+
+def _get_link(ipr: IPRoute, ifname: str) -> Any | None:
+    try:
+        return ipr.link("get", ifname=ifname)[0]
+    except Exception as exc:
+        if error_code(exc) == errno.ENODEV:
+            return None
+        raise
+
+
+def _random_mac() -> str:
+    """A random locally administered unicast MAC (as aws-node picks the host veth's)."""
+    octets = bytearray(secrets.token_bytes(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in octets)
+
+
+def _create_veth(host: IPRoute, att: PodAttachment, pod: IPRoute, host_mac: str, where: str) -> None:
+    """veth host_ifname <-> ifname, the peer created inside the pod namespace (no move).
+
+    The host end gets a MAC we chose and comes up at creation, which saves two netlink round trips; the
+    pod end cannot be brought up in the same request (pyroute2 sends no flags for the peer).
+    """
+    assert att.pod_netns is not None
+    pod_fd = open_netns(att.pod_netns)
+    try:
+        for attempt in range(2):
+            try:
+                host.link(
+                    "add",
+                    ifname=att.host_ifname,
+                    kind="veth",
+                    mtu=att.mtu,
+                    address=host_mac,
+                    state="up",
+                    peer={"ifname": att.ifname, "net_ns_fd": pod_fd, "mtu": att.mtu},
+                )
+                return
+            except Exception as exc:
+                if error_code(exc) != errno.EEXIST or attempt:
+                    fail(f"create veth {att.host_ifname} / {att.ifname} in {where}", exc)
+                # The host name was freed before; so CNI_IFNAME is a leftover inside the pod.
+                _delete_link(pod, att.ifname, f"pod namespace {att.pod_netns}")
+    finally:
+        os.close(pod_fd)
+
+
+def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
+    """Plumb one pod (see the module docstring); idempotent, and all-or-nothing on failure."""
+    if not att.pod_netns:
+        raise PlumbingFailed("set up pod network", "no pod network namespace given")
+    where = netns or "the node namespace"
+    pod_where = f"pod namespace {att.pod_netns}"
+    with iproute(netns) as host, iproute(att.pod_netns) as pod:
+        _delete_link(host, att.host_ifname, where)  # leftover of an earlier attempt; takes its peer along
+        created = False
+        host_mac = _random_mac()
+        step = f"create veth {att.host_ifname} / {att.ifname} in {where}"
+        try:
+            _create_veth(host, att, pod, host_mac, where)
+            created = True
+            step = f"look up {att.ifname} in {pod_where}"
+            pod_link = pod.link("get", ifname=att.ifname)[0]
+            # A veth's IFLA_LINK is its peer's ifindex in the peer's namespace: the host end.
+            pod_index, host_index = pod_link["index"], pod_link.get_attr("IFLA_LINK")
+            step = f"set {att.ifname} up in {pod_where}"
+            pod.link("set", index=pod_index, state="up")
+            step = f"add address {att.ipv4}/32 to {att.ifname} in {pod_where}"
+            pod.addr("add", index=pod_index, address=att.ipv4, prefixlen=32)
+            step = f"add route {POD_GATEWAY_IPV4} dev {att.ifname} scope link in {pod_where}"
+            pod.route("replace", dst=POD_GATEWAY_IPV4, dst_len=32, oif=pod_index, scope="link")
+            step = f"add default route via {POD_GATEWAY_IPV4} dev {att.ifname} in {pod_where}"
+            pod.route("replace", dst="0.0.0.0", dst_len=0, gateway=POD_GATEWAY_IPV4, oif=pod_index)
+            step = f"add permanent neighbour {POD_GATEWAY_IPV4} lladdr {host_mac} in {pod_where}"
+            pod.neigh("replace", dst=POD_GATEWAY_IPV4, lladdr=host_mac, ifindex=pod_index, state="permanent")
+            step = f"add host routing of {att.ipv4} in {where}"
+            ensure_host_routing(host, att.host_route, host_index, dump_rules(host), None, where)
+        except BaseException as exc:
+            _roll_back(host, att, created, where)
+            if isinstance(exc, Exception):
+                fail(step, exc)
+            raise
+        return PodLinks(
+            host_ifname=att.host_ifname,
+            host_mac=host_mac,
+            pod_ifname=att.ifname,
+            pod_mac=pod_link.get_attr("IFLA_ADDRESS"),
+        )
+
+
+def _roll_back(host: IPRoute, att: PodAttachment, created: bool, where: str) -> None:
+    """Undo a failed setup; errors here are secondary to the one being raised and are not masked in."""
+    try:
+        if created:
+            _delete_link(host, att.host_ifname, where)  # the peer, address, routes, neighbour go with it
+        drop_host_routing(host, att.ipv4, where)
+    except Exception:
+        log.exception("rolling back the failed setup of pod %s (%s) failed too", att.ipv4, att.host_ifname)
+
+
+def teardown_pod(att: PodAttachment, *, netns: str | None = None) -> None:
+    """Remove a pod's plumbing; anything already gone (including the pod namespace) counts as done."""
+    where = netns or "the node namespace"
+    with iproute(netns) as host:
+        drop_host_routing(host, att.ipv4, where, only_via=att.host_ifname)
+        if _delete_link(host, att.host_ifname, where) or not att.pod_netns:
+            return
+    # The host end was not there: a peer may still sit in the pod under CNI_IFNAME (e.g. renamed host end).
+    try:
+        with iproute(att.pod_netns) as pod:
+            link = _get_link(pod, att.ifname)
+            if link is not None and _link_kind(link) == "veth":
+                _delete_link(pod, att.ifname, f"pod namespace {att.pod_netns}")
+    except NetnsMissing:
+        return
+
+
+def _link_kind(link: Any) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def check_pod(att: PodAttachment, *, netns: str | None = None) -> list[str]:
+    """Verify a pod's plumbing; return one sentence per missing or wrong piece (empty: all is right)."""
+    problems: list[str] = []
+    where = netns or "the node namespace"
+    with iproute(netns) as host:
+        host_link = _get_link(host, att.host_ifname)
+        if host_link is None:
+            problems.append(f"host veth {att.host_ifname} missing in {where}")
+        elif not host_link["flags"] & _IFF_UP:
+            problems.append(f"host veth {att.host_ifname} is down in {where}")
+        host_index = host_link["index"] if host_link is not None else None
+        problems += host_routing_problems(
+            att.host_route, host_index, dump_rules(host), host_route_oif(host, att.ipv4)
+        )
+    if not att.pod_netns:
+        return [*problems, "no pod network namespace given"]
+    try:
+        with iproute(att.pod_netns) as pod:
+            host_mac = host_link.get_attr("IFLA_ADDRESS") if host_link is not None else None
+            problems += _pod_side_problems(pod, att, host_mac)
+    except NetnsMissing:
+        problems.append(f"pod network namespace {att.pod_netns} does not exist")
+    return problems
+
+
+def _pod_side_problems(pod: IPRoute, att: PodAttachment, host_mac: str | None) -> list[str]:
+    link = _get_link(pod, att.ifname)
+    if link is None:
+        return [f"interface {att.ifname} missing in the pod namespace"]
+    problems: list[str] = []
+    index = link["index"]
+    if not link["flags"] & _IFF_UP:
+        problems.append(f"interface {att.ifname} is down in the pod namespace")
+    if link.get_attr("IFLA_MTU") != att.mtu:
+        problems.append(f"MTU of {att.ifname} is {link.get_attr('IFLA_MTU')}, expected {att.mtu}")
+    addresses = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in pod.addr("dump", index=index, family=2)}
+    if (att.ipv4, 32) not in addresses:
+        problems.append(f"address {att.ipv4}/32 missing on {att.ifname} in the pod namespace")
+    routes = [r for r in pod.route("dump", table=MAIN_TABLE) if r.get_attr("RTA_OIF") == index]
+    if not any(
+        r.get_attr("RTA_DST") == POD_GATEWAY_IPV4 and r["dst_len"] == 32 and r["scope"] == 253 for r in routes
+    ):
+        problems.append(f"route {POD_GATEWAY_IPV4} dev {att.ifname} scope link missing in the pod namespace")
+    if not any(r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY") == POD_GATEWAY_IPV4 for r in routes):
+        problems.append(f"default route via {POD_GATEWAY_IPV4} dev {att.ifname} missing in the pod namespace")
+    neighbours = [
+        n for n in pod.neigh("dump", ifindex=index, family=2) if n.get_attr("NDA_DST") == POD_GATEWAY_IPV4
+    ]
+    if not any(n["state"] & _NUD_PERMANENT for n in neighbours):
+        problems.append(
+            f"permanent neighbour {POD_GATEWAY_IPV4} missing on {att.ifname} in the pod namespace"
+        )
+    elif host_mac and not any(n.get_attr("NDA_LLADDR") == host_mac for n in neighbours):
+        problems.append(
+            f"neighbour {POD_GATEWAY_IPV4} on {att.ifname} does not point at the host veth MAC {host_mac}"
+        )
+    return problems
