@@ -1,0 +1,142 @@
+"""How one logical cloud call is executed: budget, timing, error mapping, retries.
+
+:class:`CallRunner` wraps every request the AWS provider sends:
+
+1. take a token from the :class:`~vpccni.cloud.budget.ApiBudget` (may sleep);
+2. send the request, timing it;
+3. map any botocore error to :mod:`vpccni.errors` (chained), report the attempt to the observer, and
+   on a throttle tell the budget so the whole node slows down;
+4. retry *retryable* errors only (throttled, 5xx, timeout) with tenacity's full-jitter exponential
+   back-off, bounded by attempts and by total time; permanent errors surface at once.
+
+Ambiguous outcomes: after a timeout or 5xx the cloud may have acted anyway. When such an attempt is
+followed by a *permanent* error (e.g. attaching an interface that the lost attempt already attached),
+the runner asks the caller's ``resync`` callback to look at the cloud; if the effect is there, that is
+the result, otherwise the permanent error stands. Botocore's own retries are turned down at the client
+(see :mod:`vpccni.cloud.aws_client`), so this module is the retry policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+
+from vpccni.cloud.aws_errors import map_error
+from vpccni.cloud.budget import ApiBudget, Clock, Sleep
+from vpccni.cloud.observe import CallObserver, NullObserver
+from vpccni.errors import (
+    CloudError,
+    CloudServerError,
+    CloudThrottled,
+    CloudTimeout,
+    PermanentError,
+    RetryableError,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Our retry policy for one logical call (botocore's own retries are off)."""
+
+    max_attempts: int = 5
+    """Total attempts, the first included. Default 5."""
+    max_total_s: float = 60.0
+    """No new attempt starts this many seconds after the first one. Default 60 s."""
+    backoff_base_s: float = 0.25
+    """Width of the first back-off window (full jitter: uniform in [0, window]), seconds. Default 0.25."""
+    backoff_max_s: float = 10.0
+    """Cap of one back-off window, seconds. Default 10 s."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"RetrySettings.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.max_total_s <= 0 or self.backoff_base_s < 0 or self.backoff_max_s < self.backoff_base_s:
+            raise ValueError(f"RetrySettings times must satisfy 0 <= base <= max, total > 0: {self!r}")
+
+
+Resync = Callable[[CloudError], "T | None"]
+
+
+class _StopAfter(stop_base):
+    """Stop once ``seconds`` have passed since the first attempt, on an injectable clock (tenacity's
+    own stop_after_delay reads the real clock)."""
+
+    def __init__(self, seconds: float, clock: Clock) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._first = clock()
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._clock() - self._first >= self._seconds
+
+
+class CallRunner:
+    """Runs cloud calls under one budget, one observer and one retry policy. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        retry: RetrySettings | None = None,
+        budget: ApiBudget | None = None,
+        observer: CallObserver | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        self.retry = retry or RetrySettings()
+        self.budget = budget or ApiBudget(clock=clock, sleep=sleep)
+        self.observer = observer or NullObserver()
+        self._clock = clock
+        self._sleep = sleep
+
+    def run(self, action: str, request: Callable[[], T], *, resync: Resync[T] | None = None) -> T:
+        """Send ``request`` (one API action) with retries; returns its result or raises a vpccni error."""
+        ambiguous = False
+
+        def attempt() -> T:
+            nonlocal ambiguous
+            self.budget.acquire(action)
+            started = self._clock()
+            try:
+                result = request()
+            except Exception as exc:
+                elapsed = self._clock() - started
+                mapped = map_error(action, exc)
+                if not isinstance(mapped, CloudError):
+                    self.observer.observe(action, elapsed, type(exc).__name__, False)
+                    raise
+                throttled = isinstance(mapped, CloudThrottled)
+                self.observer.observe(action, elapsed, mapped.code, throttled)
+                if throttled:
+                    self.budget.on_throttle(action)
+                if isinstance(mapped, PermanentError) and ambiguous and resync is not None:
+                    resolved = resync(mapped)
+                    if resolved is not None:
+                        return resolved
+                if isinstance(mapped, CloudTimeout | CloudServerError):
+                    ambiguous = True
+                raise mapped from exc
+            self.observer.observe(action, self._clock() - started, None, False)
+            return result
+
+        retrying = Retrying(
+            sleep=self._sleep,
+            stop=stop_after_attempt(self.retry.max_attempts)
+            | _StopAfter(self.retry.max_total_s, self._clock),
+            wait=wait_random_exponential(multiplier=self.retry.backoff_base_s, max=self.retry.backoff_max_s),
+            retry=retry_if_exception_type(RetryableError),
+            reraise=True,
+        )
+        return retrying(attempt)
