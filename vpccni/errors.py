@@ -10,7 +10,9 @@ Whether an error is worth retrying is a *type*, not a string match::
     │   ├── CloudTimeout               no answer in time (connect or read)
     │   ├── ImdsUnavailable            IMDS did not answer / refused a token
     │   ├── NotReady                   ipamd still starting or recovering
-    │   └── PlumbingBusy               netlink/iptables said "busy", or an ENI link has not appeared yet
+    │   ├── PlumbingBusy               netlink/iptables said "busy", or an ENI link has not appeared yet
+    │   ├── KubernetesUnavailable      API server unreachable, timed out, 429 or 5xx
+    │   └── KubernetesConflict         a read-modify-write kept losing to other writers (409)
     ├── PermanentError                 retrying the same request will fail the same way
     │   ├── ConfigError                one or more bad settings (all listed at once)
     │   ├── EniLimitExceeded           AttachmentLimitExceeded
@@ -22,13 +24,17 @@ Whether an error is worth retrying is a *type*, not a string match::
     │   ├── CloudInvalidRequest        InvalidParameterValue, InUse, ...
     │   ├── UnknownInstanceType        not in the bundled table nor DescribeInstanceTypes
     │   ├── ProtocolError              malformed request/response on the ipamd socket
-    │   └── PlumbingFailed             a netlink/sysctl/iptables step was refused; bad netns path
+    │   ├── PlumbingFailed             a netlink/sysctl/iptables step was refused; bad netns path
+    │   ├── KubernetesRejected         the API server refused the request (403, 404, 422, ...)
+    │   └── EniConfigMissing           custom networking, but the node's ENIConfig is absent or has no subnet
     └── (cloud errors also derive from CloudError, which carries action, code and message;
-         plumbing errors from PlumbingError, which carries the step and the reason)
+         plumbing errors from PlumbingError, which carries the step and the reason;
+         Kubernetes errors from KubernetesError, which carries the operation and the HTTP status)
 
 Policy: library errors (botocore, pyroute2, OS) are chained as ``__cause__`` at the boundary that maps
-them (vpccni.cloud for EC2, vpccni.net for netlink). Nothing above the boundary catches a third-party
-exception type. CNI error codes are assigned in exactly one place: ``plugin.cni``.
+them (vpccni.cloud for EC2, vpccni.net for netlink, ipamd.k8s_client for the Kubernetes API). Nothing
+above the boundary catches a third-party exception type. CNI error codes are assigned in exactly one
+place: ``plugin.cni``.
 
 This module is standard library only: the CNI plugin imports it.
 """
@@ -171,3 +177,47 @@ class PlumbingBusy(PlumbingError, RetryableError):
 
 class PlumbingFailed(PlumbingError, PermanentError):
     """The kernel or iptables refused the step, or the input (e.g. a netns path) is unusable."""
+
+
+# --- Kubernetes API (ipamd.k8s) ------------------------------------------------------------------
+
+
+class KubernetesError(VpccniError):
+    """An error answered by (or on the way to) the Kubernetes API server.
+
+    ``operation`` names the request (e.g. ``patch nodes/ip-10-0-1-5``), ``status`` is the HTTP status
+    (None when no answer came back), ``message`` the server's or the transport's explanation.
+    """
+
+    def __init__(self, operation: str, status: int | None, message: str) -> None:
+        self.operation = operation
+        self.status = status
+        self.message = message
+        code = f"HTTP {status}" if status is not None else "no answer"
+        super().__init__(f"{operation}: {code}: {message}")
+
+
+class KubernetesUnavailable(KubernetesError, RetryableError):
+    """The API server did not answer in time, refused the connection, or answered 429/5xx."""
+
+
+class KubernetesConflict(KubernetesError, RetryableError):
+    """A read-modify-write lost to concurrent writers (409 Conflict) on every attempt."""
+
+
+class KubernetesRejected(KubernetesError, PermanentError):
+    """The API server refused the request: forbidden by RBAC, object not found, invalid body."""
+
+
+class EniConfigMissing(PermanentError):
+    """Custom networking is on, but the node's ENIConfig does not exist or names no subnet.
+
+    ``name`` is the ENIConfig the node selects; the message says how the name was chosen and how to fix
+    it. ``no_ip_reason`` is the ``vpccni.protocol.NoIpReason`` value ADDs report meanwhile.
+    """
+
+    no_ip_reason = "eni_config_missing"
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
