@@ -126,8 +126,7 @@ class LinuxPodNetwork:
             mtu=alloc.mtu or self.pod_mtu,
         )
         links = setup_pod(att, netns=self.netns)
-        return dataclasses.replace(
-            alloc,
+        return alloc._replace(
             host_ifname=links.host_ifname,
             host_mac=links.host_mac,
             container_ifname=links.pod_ifname,

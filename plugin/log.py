@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TextIO
+
+# Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _RANK = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
 

@@ -11,7 +11,6 @@ start, and a torn record would be a leak ipamd cannot even name.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from vpccni.protocol import (
@@ -60,8 +59,7 @@ def _keep_what_was_known(path: str, request: Request) -> Request:
         return request  # no record yet (or an unreadable one, which this one replaces)
     if earlier.key != request.key:
         return request
-    return dataclasses.replace(
-        request,
+    return request._replace(
         prev_result=request.prev_result or earlier.prev_result,
         pod=request.pod if request.pod != PodRef() else earlier.pod,
     )

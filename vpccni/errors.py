@@ -41,8 +41,6 @@ This module is standard library only: the CNI plugin imports it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 
 class VpccniError(Exception):
     """Root of every deliberate vpccni error."""
@@ -59,13 +57,30 @@ class PermanentError(VpccniError):
 # --- configuration -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class ConfigProblem:
-    """One bad setting: the variable, the value seen and what would have been accepted."""
+    """One bad setting: the variable, the value seen and what would have been accepted.
 
-    variable: str
-    value: str
-    accepted: str
+    A plain class rather than a dataclass: the CNI plugin imports this module on every exec.
+    """
+
+    __slots__ = ("variable", "value", "accepted")
+
+    def __init__(self, variable: str, value: str, accepted: str) -> None:
+        self.variable = variable
+        self.value = value
+        self.accepted = accepted
+
+    def _asdict(self) -> dict[str, str]:
+        return {"variable": self.variable, "value": self.value, "accepted": self.accepted}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConfigProblem) and self._asdict() == other._asdict()
+
+    def __hash__(self) -> int:
+        return hash((self.variable, self.value, self.accepted))
+
+    def __repr__(self) -> str:
+        return f"ConfigProblem({self.variable!r}, {self.value!r}, {self.accepted!r})"
 
     def __str__(self) -> str:
         return f"{self.variable}={self.value!r}: expected {self.accepted}"

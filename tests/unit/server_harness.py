@@ -10,7 +10,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from ipamd.checkpoint import CheckpointData, GroupCommitter, load_checkpoint, snapshot_of
 from ipamd.datastore import Datastore
@@ -117,7 +117,7 @@ class RecordingPodNetwork:
         self.events.append(("setup-end", req.container_id))
         if self.fail_setup is not None:
             raise self.fail_setup
-        return replace(alloc, host_ifname=f"eni{req.container_id[:11]}", container_ifname=req.ifname)
+        return alloc._replace(host_ifname=f"eni{req.container_id[:11]}", container_ifname=req.ifname)
 
     async def teardown(self, alloc: Allocation | None, req: Request) -> None:
         self.events.append(("teardown", req.container_id))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -49,7 +48,7 @@ def test_result_shape_per_version(version: str) -> None:
 
 
 def test_no_mtu_when_ipamd_gives_none() -> None:
-    result = render_add_result(dataclasses.replace(ALLOC, mtu=0), "1.1.0", "eth0", NETNS)
+    result = render_add_result(ALLOC._replace(mtu=0), "1.1.0", "eth0", NETNS)
     assert all("mtu" not in itf for itf in result["interfaces"])
 
 
@@ -105,7 +104,7 @@ def test_an_allocation_that_cannot_make_a_valid_result_is_refused(
     change: dict[str, object], named: str
 ) -> None:
     with pytest.raises(ProtocolError, match=named):
-        render_add_result(dataclasses.replace(ALLOC, **change), "1.0.0", "eth0", NETNS)  # type: ignore[arg-type]
+        render_add_result(ALLOC._replace(**change), "1.0.0", "eth0", NETNS)
 
 
 # --- what the DEL fallback would remove -----------------------------------------------------------

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
     except ConfigError as error:
         if args.json:
-            problems = [dataclasses.asdict(problem) for problem in error.problems]
+            problems = [problem._asdict() for problem in error.problems]
             sys.stdout.write(json.dumps({"ok": False, "problems": problems}) + "\n")
         for problem in error.problems:
             fail(PROG, str(problem))
