@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from vpccni.errors import CloudNotFound, UnknownInstanceType
+from vpccni.localcloud.ec2_iam import Ec2Iam
 from vpccni.localcloud.ec2_latency import LatencyProfile
 from vpccni.localcloud.ec2_state import limits_for
 from vpccni.localcloud.ec2_throttle import ThrottleConfig
@@ -148,6 +149,11 @@ class LocalCloud:
     @property
     def account_id(self) -> str:
         return self.server.account_id
+
+    @property
+    def iam(self) -> Ec2Iam:
+        """IAM mode: ``enable()``, ``create_user(name, policy)`` (see vpccni.localcloud.ec2_iam)."""
+        return self.server.iam
 
     @property
     def nodes(self) -> list[Node]:

@@ -2,7 +2,8 @@
 
 One EC2 request goes through, in order (the order real EC2 shows a client):
 
-1. counted as a call of its action;
+1. counted as a call of its action; in IAM mode, authorized (:mod:`vpccni.localcloud.ec2_iam`) —
+   a denied call is answered ``UnauthorizedOperation`` and goes no further;
 2. the action class's token bucket: empty -> ``RequestLimitExceeded`` (503) at once;
 3. an injected fault is picked (if a rule fires);
 4. the latency profile's delay is slept — outside the state lock, so slow calls overlap;
@@ -39,6 +40,7 @@ from vpccni.localcloud.ec2_control import CONTROL_PREFIX, ControlPlane
 from vpccni.localcloud.ec2_counters import CallCounters
 from vpccni.localcloud.ec2_faults import FaultInjector
 from vpccni.localcloud.ec2_handlers import Answer, Ec2Context, Forward, Handler
+from vpccni.localcloud.ec2_iam import Ec2Iam
 from vpccni.localcloud.ec2_latency import Latency
 from vpccni.localcloud.ec2_query import Ec2ApiError, QueryRequest, error_body, request_id
 from vpccni.localcloud.ec2_state import Ec2State
@@ -77,6 +79,7 @@ class Ec2Middleware:
         rng: random.Random,
         notify: Callable[[str], None],
         stopping: threading.Event,
+        iam: Ec2Iam | None = None,
     ) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -90,6 +93,7 @@ class Ec2Middleware:
         self._context = Ec2Context(state, rng)
         self._notify = notify
         self._stopping = stopping
+        self._iam = iam
         self._control = ControlPlane(
             throttler=throttler,
             faults=faults,
@@ -113,7 +117,8 @@ class Ec2Middleware:
             return self._moto(environ, start_response)  # type: ignore[no-any-return]
         action = request.action
         self._counters.call(action)
-        reply = self._serve(environ, action, request)
+        denied = self._iam.check(environ, body, action, request) if self._iam else None
+        reply = _error(denied) if denied else self._serve(environ, action, request)
         if reply is None:
             self._counters.outcome(action, DROPPED)
             _drop(environ)

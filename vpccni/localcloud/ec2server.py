@@ -34,6 +34,7 @@ from typing import Any
 from vpccni.localcloud.ec2_control import Ec2ControlClient
 from vpccni.localcloud.ec2_counters import ActionCounters, CallCounters
 from vpccni.localcloud.ec2_faults import FaultInjector, FaultRule
+from vpccni.localcloud.ec2_iam import Ec2Iam
 from vpccni.localcloud.ec2_latency import Latency, LatencyProfile
 from vpccni.localcloud.ec2_state import Ec2State, InstanceTypeLimits, limits_for
 from vpccni.localcloud.ec2_throttle import BucketSpec, ThrottleConfig, Throttler
@@ -98,6 +99,8 @@ class Ec2Server:
         self.throttle = Throttler(throttle or ThrottleConfig())
         self.latency = Latency(profile)
         self.endpoint = ""
+        # IAM mode (off by default): requests not signed with DUMMY_KEY are authorized by IAM policies.
+        self.iam = Ec2Iam(self.account_id, region, admin_keys=(DUMMY_KEY,))
         self._seed = seed
         self._load_default_amis = load_default_amis
         self._counters = CallCounters()
@@ -129,6 +132,7 @@ class Ec2Server:
             rng=random.Random(self._seed),
             notify=self._notify,
             stopping=self._stopping,
+            iam=self.iam,
         )
         self._stopping.clear()
         self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_quiet_handler())
@@ -156,6 +160,7 @@ class Ec2Server:
         self._thread = None
         with self.lock:
             self._state.forget()
+        self.iam.forget()
 
     def serve_on(self, sock: socket.socket) -> Callable[[], None]:
         """Serve this same endpoint also on ``sock``, bound and listening — e.g. 127.0.0.1:<port> created
