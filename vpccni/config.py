@@ -257,6 +257,14 @@ class Settings:
         "whose agent restarts keeps running its pods."))
     log_format: str = _env("VPCCNI_LOG_FORMAT", "json", p.one_of("json", "text"), (
         "ipamd log format: json (one object a line, as aws-node) or text. Default json."))
+    dataplane: str = _env("VPCCNI_DATAPLANE", "linux", p.one_of("linux", "none"), (
+        "What ipamd plumbs: linux (pod veths, routes, rules and ENI links through netlink) or none (IPAM "
+        "only: addresses are assigned and released, nothing is plumbed; for cloud-tier tests and "
+        "benchmarks that run ipamd without root). Default linux."))
+    scale_down_window: float = _env("VPCCNI_SCALE_DOWN_WINDOW", 600.0, p.seconds(), (
+        "Shrinking acts on the most addresses in use during this window, not the current count, so a dip "
+        "between two peaks frees nothing (Kubernetes HPA's scale-down stabilization). Unit: seconds. "
+        "Default 600; 0 = act on the current count, as aws-node."))
 
     #: Which fields the environment set, and through which variable (field name -> variable).
     env_supplied: Mapping[str, str] = field(

@@ -82,6 +82,8 @@ AWS_DEFAULTS = {
     "VPCCNI_MAX_PODS": "",
     "VPCCNI_REMOVE_CONFLIST_ON_SHUTDOWN": "false",
     "VPCCNI_LOG_FORMAT": "json",
+    "VPCCNI_DATAPLANE": "linux",
+    "VPCCNI_SCALE_DOWN_WINDOW": "600",
 }
 
 

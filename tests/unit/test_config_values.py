@@ -193,6 +193,8 @@ BAD = [
     ("VPCCNI_METRICS_BIND_ADDRESS", "unix:/run/m.sock", "host:port"),
     ("VPCCNI_MAX_PODS", "0", "an integer >= 1"),
     ("VPCCNI_LOG_FORMAT", "logfmt", "one of json, text"),
+    ("VPCCNI_DATAPLANE", "ebpf", "one of linux, none"),
+    ("VPCCNI_SCALE_DOWN_WINDOW", "-5", "a number of seconds >= 0"),
     # aws-node features vpccni does not implement: refused when on, never silently ignored.
     ("ENABLE_POD_ENI", "true", "vpccni does not implement Security Groups for Pods"),
     ("ENABLE_MULTI_NIC", "1", "vpccni manages network card 0 only"),

@@ -14,6 +14,7 @@ from vpccni.cli import OneLineParser
 # name -> (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "rpc": ("vpccni.benchmarks.rpc", "durable ADD+DEL RPCs/s and latency over the ipamd socket, vs fsync"),
+    "churn": ("vpccni.benchmarks.churn", "EC2 calls and idle addresses for a seeded pod churn trace"),
 }
 
 

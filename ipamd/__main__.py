@@ -1,0 +1,5 @@
+"""``python -m ipamd``: the same as ``vpccni-ipamd``."""
+
+from ipamd.main import main
+
+raise SystemExit(main())
