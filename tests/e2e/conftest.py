@@ -1,0 +1,68 @@
+"""Fixtures of the e2e tier: one emulated two-node cluster per module, the libcni runtime, and a leak check
+around every test.
+
+The cluster (m5.large + t3.medium, prefix ``ee``) runs ipamd inside each node's namespace with short
+timers, and the node conflist chains Debian's portmap, tuning (one pod sysctl) and bandwidth after us.
+Leftovers of a crashed earlier run with the prefix are swept first; after the module, nothing with the
+prefix may remain (asserted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.support import POD_SYSCTL, PREFIX, Runtime, inventory, inventory_diff, namespaces
+from tests.libcni import build_driver
+from vpccni.localcloud.cluster import EmulatedCluster, sweep_cluster
+
+NODE_TYPES = ("m5.large", "t3.medium")
+
+
+@pytest.fixture(scope="session")
+def driver() -> Path:
+    return build_driver()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[EmulatedCluster]:
+    sweep_cluster(PREFIX)
+    with EmulatedCluster(
+        NODE_TYPES, prefix=PREFIX, tuning_sysctls=dict([POD_SYSCTL]), bandwidth=True
+    ) as made:
+        yield made
+    assert namespaces(PREFIX) == [], "the cluster left namespaces behind"
+    assert sweep_cluster(PREFIX) == [], "the cluster left something behind"
+
+
+@pytest.fixture(scope="module")
+def runtime(cluster: EmulatedCluster, driver: Path) -> Iterator[Runtime]:
+    """The libcni runtime; pods it still holds at the end of the module are deleted through it."""
+    rt = Runtime(cluster, driver)
+    yield rt
+    rt.remove_all()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test that uses the cluster leaves it as it found it: same namespaces, and per node the same
+    links, rules, routes, portmap chains, and no process but ipamd."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    cluster: EmulatedCluster = request.getfixturevalue("cluster")
+    before = inventory(cluster)
+    yield
+    after = inventory(cluster)
+    assert after == before, "left behind:\n" + inventory_diff(before, after)
+
+
+@pytest.fixture
+def pods(runtime: Runtime) -> Iterator[Runtime]:
+    """The runtime, for pods that live in one test: whatever the test added is deleted after it."""
+    held = list(runtime.pods)
+    yield runtime
+    for pod in [p for p in runtime.pods if p not in held]:
+        runtime.remove(pod)
