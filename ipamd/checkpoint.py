@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ipamd.datastore import AllocationKey, Assignment, Datastore
+from vpccni import fsutil
 from vpccni.errors import PermanentError, RetryableError
 from vpccni.protocol import PodRef
 
@@ -200,24 +201,8 @@ def load_checkpoint(path: str) -> CheckpointData | None:
 def write_atomic(path: str, payload: bytes, *, dir_fd: int | None = None) -> None:
     """Replace ``path`` with ``payload`` so that a crash leaves the old or the new file, both complete.
     ``dir_fd``: an open descriptor of the file's directory, to fsync without reopening it each time."""
-    temp = path + TEMP_SUFFIX
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(temp, path)
-    if dir_fd is not None:
-        os.fsync(dir_fd)  # the rename itself must survive a power cut
-        return
-    own_fd = _open_dir_of(path)
-    try:
-        os.fsync(own_fd)
-    finally:
-        os.close(own_fd)
+    # One fixed temp name: load() ignores it, and only this ipamd writes here.
+    fsutil.write_atomic(path, payload, temp=path + TEMP_SUFFIX, dir_fd=dir_fd)
 
 
 def _open_dir_of(path: str) -> int:

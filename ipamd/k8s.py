@@ -104,6 +104,7 @@ class K8sNodeAgent:
         _require_node_name(settings)
         cfg = load_configuration(cluster_endpoint=settings.cluster_endpoint, kubeconfig=kubeconfig)
         kwargs.setdefault("pod_namespace", own_pod_namespace())
+        kwargs.setdefault("pod_uid", settings.pod_uid or "")
         return cls(new_api_client(cfg), settings, owns_client=True, **kwargs)
 
     def close(self) -> None:

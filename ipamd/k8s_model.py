@@ -83,8 +83,8 @@ class NodeFacts:
         return self.spec_unschedulable or UNSCHEDULABLE_TAINT in self.taints
 
     @property
-    def has_startup_taint(self) -> bool:
-        return STARTUP_TAINT in self.taints
+    def has_startup_taint(self) -> bool:  # by key and effect: a node registered with a value has it too
+        return any(STARTUP_TAINT.matches(t.to_raw()) for t in self.taints)
 
     @classmethod
     def from_object(cls, node: RawObject) -> NodeFacts:

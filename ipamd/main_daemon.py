@@ -16,8 +16,8 @@ Startup, in order (aws-vpc-cni.md §1.2, with EC2 as the truth where aws trusts 
 9. pre-scale: one pool pass right away (``awscni_ipamd_node_initialization_duration_seconds`` is
    observed the first time the pool has a free address, i.e. an ADD would succeed);
 10. root tasks: ``server`` (self-PING), ``pool-loop``, ``ec2-reconciler``, ``release-records``,
-    ``leaked-eni-gc``, ``introspection``, ``metrics``; with the Linux dataplane ``host-network``, with
-    MY_NODE_NAME ``kubernetes``.
+    ``leaked-eni-gc``, ``introspection``, ``metrics``, ``conflist`` (written once the pool can serve);
+    with the Linux dataplane ``host-network``, with MY_NODE_NAME ``kubernetes``.
 
 SIGTERM/SIGINT stop the tasks, let requests in flight finish and flush the checkpoint. Nothing is released:
 addresses stay with EC2 and in the checkpoint, so pods keep theirs across an ipamd restart or upgrade.
@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from ipamd.checkpoint import GroupCommitter, load_checkpoint, snapshot_of
+from ipamd.conflist_writer import ConflistWriter
 from ipamd.crashpoints import CrashPoints
 from ipamd.datastore import Datastore
 from ipamd.handler import HandlerSettings, RequestHandler
@@ -91,6 +92,7 @@ class Daemon:
         self.leaks: LeakedEniSweeper | None = None
         self.k8s: KubernetesLink | None = None
         self.dataplane = Dataplane()
+        self.conflist = ConflistWriter(settings, self._can_serve)  # ipamd.conflist_writer: why gated
         self._initialized = False
 
     async def run(self) -> int:
@@ -188,6 +190,9 @@ class Daemon:
     def _can_serve(self) -> bool:
         return self.handler.ready and self.datastore.free_count() > 0
 
+    def _node_ready(self) -> bool:  # the startup taint waits for kubelet's conflist too
+        return self._can_serve() and self.conflist.in_place
+
     async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
         delay = 0.2
         while True:
@@ -265,10 +270,13 @@ class Daemon:
             tasks["host-network"] = every(max(s.pool_loop_period, HOST_PASS_MIN_INTERVAL_S),
                                           lambda: self.dataplane.reconcile(self.datastore),
                                           what="host network pass")
+        tasks["conflist"] = self.conflist.run()
         if self.k8s is not None:
             link = self.k8s
-            tasks["kubernetes"] = every(K8S_REFRESH_S, lambda: link.refresh(self.reconciler, self._can_serve),
-                                        what="Kubernetes refresh", jitter=0.1, first_delay_s=0.0)
+            refresh = lambda: link.refresh(self.reconciler, self._node_ready)  # noqa: E731
+            self.conflist.on_in_place = refresh  # the taint goes as soon as the conflist is in place
+            tasks["kubernetes"] = every(K8S_REFRESH_S, refresh, what="Kubernetes refresh", jitter=0.1,
+                                        first_delay_s=0.0)
         for endpoint in self.endpoints:
             tasks[endpoint.name] = endpoint.serve_forever()
         return tasks
@@ -293,6 +301,8 @@ class Daemon:
     # --- stop ------------------------------------------------------------------------------------
 
     async def _close(self) -> None:
+        if self.stop.is_set():  # SIGTERM/SIGINT, not a fault: VPCCNI_REMOVE_CONFLIST_ON_SHUTDOWN applies
+            self.conflist.clean_shutdown()
         for endpoint in self.endpoints:
             await endpoint.close()
         if self.server is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from vpccni.fsutil import write_atomic
 from vpccni.protocol import (
     PodRef,
     Request,
@@ -28,26 +29,7 @@ def write_release_record(socket_path: str, request: Request) -> str:
     spool = spool_dir_for(socket_path)
     os.makedirs(spool, mode=0o700, exist_ok=True)
     path = os.path.join(spool, release_record_name(request.network, request.container_id, request.ifname))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    data = encode_release_record(_keep_what_was_known(path, request))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(spool, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, encode_release_record(_keep_what_was_known(path, request)))
     return path
 
 

@@ -4,6 +4,8 @@
 on that kmock lacks) and kmock's aiohttp server in a background thread with its own event loop. It gives
 
 * ``url`` — for a subprocess ipamd via ``CLUSTER_ENDPOINT`` — and :meth:`KubeCluster.write_kubeconfig`;
+  :meth:`KubeCluster.serve_on` serves the same API on a socket of the caller's, e.g. one created inside a
+  node's network namespace, whose processes cannot reach this process's loopback;
 * :meth:`KubeCluster.api_client` — an official ``kubernetes.client.ApiClient`` (or a
   :class:`RecordingApiClient` that logs each request's RBAC (group, resource, verb) and can run a hook
   before a request, e.g. a concurrent writer);
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import threading
 import time
 import uuid
@@ -44,6 +47,7 @@ import attrs
 import kmock
 import pytest
 import yaml
+from aiohttp import web
 from kubernetes import client as k8s
 
 ENI_CONFIG_GROUP = "crd.k8s.amazonaws.com"
@@ -177,6 +181,7 @@ class KubeCluster:
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._clients: list[k8s.ApiClient] = []
         self._admin: k8s.ApiClient | None = None
+        self._extra_sites: list[web.BaseRunner] = []
 
     def __enter__(self) -> KubeCluster:
         self._thread.start()
@@ -213,6 +218,25 @@ class KubeCluster:
             self._stop = asyncio.Event()
             self._ready.set()
             await self._stop.wait()
+            for runner in self._extra_sites:
+                await runner.cleanup()
+
+    def serve_on(self, sock: socket.socket) -> str:
+        """Also serve the API on ``sock`` (bound and listening, e.g. by
+        :func:`vpccni.localcloud.netns_sockets.listening_socket` inside a node's namespace) until the
+        cluster stops; the URL, valid where the socket lives."""
+        assert self._loop is not None and self.emulator is not None, "the cluster is not running"
+        emulator = self.emulator
+
+        async def serve() -> None:
+            runner = web.ServerRunner(web.Server(emulator))
+            await runner.setup()
+            self._extra_sites.append(runner)
+            await web.SockSite(runner, sock).start()
+
+        asyncio.run_coroutine_threadsafe(serve(), self._loop).result(START_TIMEOUT)
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
 
     # --- clients -----------------------------------------------------------------------------------
 

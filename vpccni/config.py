@@ -202,6 +202,9 @@ class Settings:
         "This node's Kubernetes name (downward API spec.nodeName). Default unset."))
     pod_name: str | None = _env("MY_POD_NAME", None, p.dns_subdomain, (
         "The node agent's own pod name, for Kubernetes events (downward API). Default unset."))
+    pod_uid: str | None = _env("MY_POD_UID", None, p.kubernetes_uid, (
+        "The node agent's own pod uid (downward API metadata.uid): its Events then list under "
+        "`kubectl describe pod`. Default unset."))
 
     # --- files on the node (§1.4) ---
     host_cni_bin_path: str = _env("HOST_CNI_BIN_PATH", "/host/opt/cni/bin", p.absolute_path, (

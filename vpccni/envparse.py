@@ -295,6 +295,16 @@ def dns_subdomain(raw: str) -> str:
     return raw
 
 
+_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def kubernetes_uid(raw: str) -> str:
+    """A Kubernetes object's ``metadata.uid`` (a lower-case UUID)."""
+    if not _UID.fullmatch(raw):
+        raise InvalidValue("a Kubernetes object uid (a lower-case UUID)")
+    return raw
+
+
 def bool_fixed(expected: bool, why: str) -> Parser[bool]:
     """A boolean that vpccni only supports at one value (an aws-node feature it does not implement)."""
     word = "true" if expected else "false"

@@ -57,6 +57,11 @@ class IpamdPaths:
     def log(self) -> str:
         return os.path.join(self.workdir, "ipamd.log")
 
+    @property
+    def confdir(self) -> str:
+        """HOST_CNI_CONFDIR_PATH: where ipamd writes the conflist once it can serve (never the host's)."""
+        return os.path.join(self.workdir, "ipamd-net.d")
+
 
 def ipamd_env(*, ec2_endpoint: str, region: str, imds_endpoint: str, paths: IpamdPaths,
               metrics_port: int | None = None, settings: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -73,6 +78,7 @@ def ipamd_env(*, ec2_endpoint: str, region: str, imds_endpoint: str, paths: Ipam
         "AWS_VPC_K8S_CNI_BACKING_STORE": paths.checkpoint,
         "INTROSPECTION_BIND_ADDRESS": paths.introspection,
         "AWS_VPC_K8S_CNI_LOG_FILE": paths.log,
+        "HOST_CNI_CONFDIR_PATH": paths.confdir,
         "AWS_VPC_K8S_CNI_LOGLEVEL": "info",
         "VPCCNI_DATAPLANE": "none",
     })
@@ -103,6 +109,7 @@ class IpamdProcess:
 
     def start(self) -> IpamdProcess:
         os.makedirs(self.paths.workdir, exist_ok=True)
+        os.makedirs(self.paths.confdir, exist_ok=True)
         self._log = open(self.paths.log, "ab")  # noqa: SIM115 - lives as long as the child
         self.proc = subprocess.Popen([sys.executable, "-m", "ipamd"], env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT)

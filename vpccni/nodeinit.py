@@ -21,7 +21,9 @@ The launcher runs on the host, not in the init container: it must name an interp
 directory as the *host* sees them. :class:`LauncherSpec` defaults to this interpreter and this package
 (right when vpccni runs on the node itself, or when the image keeps its install at the path where it is
 also mounted on the host); ``host_fs_root`` is where the host's ``/`` is visible to this process, to verify
-those paths exist there (default ``/``: same filesystem).
+those paths exist there (default ``/``: same filesystem). ``self_contained`` instead copies the plugin's
+standard-library-only files next to the launcher and runs them with the host's own Python, so nothing of
+vpccni needs to exist on the host (:mod:`vpccni.nodeinit_hostcopy`; what the Helm chart runs).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class InitFailed(PermanentError):
     """A step could not be done (a missing directory, no link with the MAC, IMDS down ...): exit 1."""
 
 
-StepKind = Literal["installed", "unchanged", "set", "kept"]
+StepKind = Literal["installed", "unchanged", "set", "kept", "removed"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class Step:
 
     @property
     def changed(self) -> bool:
-        return self.kind in ("installed", "set")
+        return self.kind in ("installed", "set", "removed")
 
     def __str__(self) -> str:
         return f"{self.kind} {self.target}" + (f" ({self.detail})" if self.detail else "")
@@ -89,6 +91,9 @@ class LauncherSpec:
     """Host site-packages (pyroute2, for the plugin's DEL fallback); None = this environment's when
     ``python`` is this interpreter, else none."""
     host_fs_root: str = "/"
+    self_contained: bool = False
+    """Copy the plugin's stdlib-only files for the host and run them with ``python`` (the host's);
+    ``root`` is then unused (:mod:`vpccni.nodeinit_hostcopy`)."""
 
     def library_dirs(self) -> tuple[str, ...]:
         if self.libraries is not None:
@@ -175,11 +180,11 @@ def install_atomically(dest: str, read_source: Callable[[], BinaryIO]) -> Step:
         if isinstance(exc, OSError):
             raise InitFailed(f"cannot install {dest}: {exc.strerror or exc}") from exc
         raise
-    _fsync_dir(directory)  # the rename itself survives a crash of the node
+    fsync_dir(directory)  # the rename itself survives a crash of the node
     return Step("installed", dest)
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -340,7 +345,13 @@ def run_node_init(options: NodeInitOptions, report: Callable[[Step], None] = lam
         except PlumbingError as exc:
             raise InitInputError(f"--netns: {exc.reason}") from None
     _check_bin_dir(options.bin_dir)
-    launcher = _launcher_text(options.launcher)
+    copy = None
+    if options.launcher.self_contained:
+        from vpccni.nodeinit_hostcopy import plan_host_copy
+
+        spec = options.launcher
+        copy = plan_host_copy(spec.python, spec.libraries, spec.host_fs_root, package_root())
+    launcher = copy.launcher.encode("utf-8") if copy else _launcher_text(options.launcher)
     chained = _chained_sources(options)
     ifname = None
     if options.sysctls:
@@ -360,7 +371,15 @@ def run_node_init(options: NodeInitOptions, report: Callable[[Step], None] = lam
         report(step)
 
     launcher_path = os.path.join(options.bin_dir, PLUGIN_TYPE)
+    if copy is not None:  # the tree before the launcher that names it; the previous tree stays
+        from vpccni.nodeinit_hostcopy import install_tree, launcher_digest, prune_trees
+
+        previous = launcher_digest(launcher_path)
+        done(install_tree(copy.tree, options.bin_dir, compile_pyc=copy.compile_pyc))
     done(install_atomically(launcher_path, _bytes_stream(launcher)))
+    if copy is not None:
+        for step in prune_trees(options.bin_dir, keep=(copy.tree.digest, previous)):
+            done(step)
     for name, source in chained:
         dest = os.path.join(options.bin_dir, name)
         if os.path.lexists(dest) and os.path.samefile(source, dest):

@@ -120,6 +120,14 @@ def test_node_facts_from_a_sparse_object() -> None:
     assert not facts.has_startup_taint
 
 
+@pytest.mark.parametrize("taint", [
+    {"key": "vpccni.io/agent-not-ready", "effect": "NoSchedule"},
+    {"key": "vpccni.io/agent-not-ready", "value": "true", "effect": "NoSchedule"},  # registered with a value
+])
+def test_the_startup_taint_is_known_by_key_and_effect(taint) -> None:
+    assert NodeFacts.from_object({"metadata": {"name": "n"}, "spec": {"taints": [taint]}}).has_startup_taint
+
+
 def key(message: str = "m") -> EventKey:
     return EventKey(EventTarget.node("n1"), "Warning", "R", message)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+
+from vpccni.cli import init_cmd
 
 CHART = str(Path(__file__).resolve().parents[2] / "charts" / "vpccni")
 KUBE_VERSION = "1.33"
@@ -88,7 +91,7 @@ def test_daemonset_shape() -> None:
     assert {"operator": "Exists"} in spec["tolerations"]
     assert ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "10%"
     (init,) = spec["initContainers"]
-    assert init["command"] == ["vpccni", "init"]
+    assert init["command"][:3] == ["vpccni", "init", "--self-contained"]
     (main,) = spec["containers"]
     assert main["command"] == ["vpccni-ipamd"]
     assert set(main["securityContext"]["capabilities"]["add"]) == {"NET_ADMIN", "NET_RAW"}
@@ -107,6 +110,7 @@ def test_daemonset_shape() -> None:
     assert expected <= host_paths
     env = env_of(main)
     assert env["MY_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["MY_POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}  # Events on ipamd's own pod
     assert env["WARM_ENI_TARGET"] == "1"
     assert env["VPCCNI_SOCKET_PATH"] == "/run/vpccni/ipamd.sock"
     # empty means unset: not rendered at all, so the agent's own default applies
@@ -151,6 +155,7 @@ def test_notes_mention_max_pods_variant() -> None:
         ({"env": {"MAX_ENI": "0"}}, "/env/MAX_ENI"),
         ({"metrics": {"port": 0}}, "/metrics/port"),
         ({"cniBinDir": "relative/path"}, "/cniBinDir"),
+        ({"init": {"hostPython": "python3"}}, "/init/hostPython"),
         ({"replicaCount": 2}, "replicaCount"),
     ],
 )
@@ -171,3 +176,29 @@ def test_every_env_value_is_a_setting_ipamd_reads() -> None:
     (main,) = daemonset({})["spec"]["template"]["spec"]["containers"]
     rendered = {e["name"] for e in main["env"]}
     assert rendered <= known, rendered - known
+
+
+def test_init_installs_a_self_contained_plugin_for_the_hosts_python() -> None:
+    spec = daemonset({"init": {"hostPython": "/usr/bin/python3.12"}})["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    parser = argparse.ArgumentParser()
+    init_cmd.add_arguments(parser)
+    args = parser.parse_args(init["command"][2:])  # the chart's command line is one `vpccni init` takes
+    assert args.self_contained and args.host_python == "/usr/bin/python3.12"
+    (root_mount,) = [m for m in init["volumeMounts"] if m["mountPath"] == args.host_fs_root]
+    assert root_mount["readOnly"] is True
+    (root_volume,) = [v for v in spec["volumes"] if v["name"] == root_mount["name"]]
+    assert root_volume["hostPath"]["path"] == "/"
+    assert all(m["mountPath"] != args.host_fs_root for c in spec["containers"] for m in c["volumeMounts"])
+
+
+@pytest.mark.parametrize(("values", "chain"), [
+    ({}, "portmap"),
+    ({"init": {"chainPlugins": []}}, "portmap"),
+    ({"env": {"ENABLE_BANDWIDTH_PLUGIN": "true"}}, "portmap,bandwidth"),
+    ({"extraEnv": {"ENABLE_BANDWIDTH_PLUGIN": True}, "init": {"chainPlugins": ["bandwidth"]}},
+     "portmap,bandwidth"),
+])
+def test_init_installs_every_plugin_the_conflist_chains(values: dict[str, Any], chain: str) -> None:
+    (init,) = daemonset(values)["spec"]["template"]["spec"]["initContainers"]
+    assert env_of(init)["VPCCNI_CHAIN_PLUGINS"] == chain

@@ -62,6 +62,7 @@ AWS_DEFAULTS = {
     "CLUSTER_ENDPOINT": "",
     "MY_NODE_NAME": "",
     "MY_POD_NAME": "",
+    "MY_POD_UID": "",
     "HOST_CNI_BIN_PATH": "/host/opt/cni/bin",
     "HOST_CNI_CONFDIR_PATH": "/host/etc/cni/net.d",
     # ours

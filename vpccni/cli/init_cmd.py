@@ -1,6 +1,7 @@
 """``vpccni init``: the init container's job — install the CNI binaries, set the datapath sysctls.
 
-    HOST_CNI_BIN_PATH=/host/opt/cni/bin vpccni init                 # in the DaemonSet's init container
+    HOST_CNI_BIN_PATH=/host/opt/cni/bin vpccni init --self-contained --host-fs-root /host/root
+                                                                    # in the DaemonSet's init container
     vpccni init --netns node1 --primary-mac 02:..                    # an emulated node of the local cloud
 
 Inputs, as aws-node's init takes them, from the environment:
@@ -19,7 +20,13 @@ are there; ``--host-library`` the host's site-packages (pyroute2, for the plugin
 ``/``). In an image, install vpccni under the same path it is mounted at on the host (e.g. /opt/vpccni,
 mounted from the host) and the defaults are right.
 
-Prints one line per step ("installed", "unchanged", "set", "kept") and a summary; a re-run on an
+``--self-contained`` (what the Helm chart runs) needs nothing of vpccni on the host: the plugin's
+standard-library-only files are copied into HOST_CNI_BIN_PATH/vpccni.d/ and the launcher runs them with
+the host's Python (``--host-python``, default /usr/bin/python3, which must be >= 3.11: checked through
+``--host-fs-root``); ``--host-library`` defaults to that interpreter's own site directories, where a host
+pyroute2 improves the plugin's DEL fallback (:mod:`vpccni.nodeinit_hostcopy`).
+
+Prints one line per step ("installed", "unchanged", "set", "kept", "removed") and a summary; a re-run on an
 initialized node changes nothing and says so. Exit status 0 = done, 2 = bad input (nothing changed),
 1 = a step failed (the message names it).
 """
@@ -58,9 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-sysctls", action="store_true", help="only install the binaries")
     parser.add_argument(
+        "--self-contained",
+        action="store_true",
+        help="copy the plugin's stdlib-only files into HOST_CNI_BIN_PATH/vpccni.d and run them with the "
+        "host's Python (--host-python, default /usr/bin/python3; needs >= 3.11 on the node)",
+    )
+    parser.add_argument(
         "--host-python",
         metavar="PATH",
-        help=f"the interpreter the plugin launcher runs, as the host sees it (default: {sys.executable})",
+        help="the interpreter the plugin launcher runs, as the host sees it (default: "
+        f"{sys.executable}; with --self-contained /usr/bin/python3)",
     )
     parser.add_argument(
         "--host-root",
@@ -73,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         action="append",
         help="a host site-packages directory for the DEL fallback's pyroute2 (repeatable; "
-        "default: this environment's, when --host-python is not given)",
+        "default: this environment's, when --host-python is not given; with --self-contained, the "
+        "host Python's own site directories)",
     )
     parser.add_argument(
         "--host-fs-root",
@@ -107,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         run_node_init,
         summary,
     )
+    from vpccni.nodeinit_hostcopy import DEFAULT_HOST_PYTHON
 
     try:
         settings = Settings.from_env()
@@ -120,12 +136,16 @@ def run(args: argparse.Namespace) -> int:
         return fail(PROG, f"{SOURCE_VARIABLE}={source!r}: expected an absolute path")
     if not args.host_fs_root.startswith("/"):
         return fail(PROG, f"--host-fs-root {args.host_fs_root!r}: expected an absolute path")
+    if args.self_contained and args.host_root:
+        return fail(PROG, "--host-root does not apply with --self-contained (the plugin is copied next to "
+                    "the launcher)")
     defaults = LauncherSpec()
     launcher = LauncherSpec(
-        python=args.host_python or defaults.python,
+        python=args.host_python or (DEFAULT_HOST_PYTHON if args.self_contained else defaults.python),
         root=args.host_root or defaults.root,
         libraries=tuple(args.host_library) if args.host_library else None,
         host_fs_root=args.host_fs_root,
+        self_contained=args.self_contained,
     )
     options = NodeInitOptions(
         bin_dir=settings.host_cni_bin_path,
