@@ -27,13 +27,12 @@ retried every pass; the node stays tainted meanwhile, which is the truth: kubele
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+from vpccni import fsutil
 from vpccni.config import Settings
 from vpccni.conflist import CONFLIST_FILENAME, ConflistOptions, render_conflist
 
@@ -91,8 +90,10 @@ class ConflistWriter:
         try:
             self._write()
         except OSError as exc:
-            self._problem(f"cannot write {self.path}: {exc.strerror or exc} "
-                          "(is the host's CNI config directory mounted at HOST_CNI_CONFDIR_PATH?)")
+            self._problem(
+                f"cannot write {self.path}: {exc.strerror or exc} "
+                "(is the host's CNI config directory mounted at HOST_CNI_CONFDIR_PATH?)"
+            )
             return "failed"
         self.in_place = True
         self._last_problem = ""
@@ -110,20 +111,9 @@ class ConflistWriter:
             return ""
 
     def _write(self) -> None:
-        directory = os.path.dirname(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{CONFLIST_FILENAME}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.text)
-                f.flush()
-                os.fchmod(f.fileno(), FILE_MODE)  # mkstemp makes it 0600; kubelet tools read it as others
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(directory)  # the rename itself survives a crash of the node
+        # A hidden temp name without a .conf/.conflist/.json suffix: no runtime ever loads it.
+        temp = os.path.join(os.path.dirname(self.path), f".{CONFLIST_FILENAME}.tmp-{os.getpid()}")
+        fsutil.write_atomic(self.path, self.text.encode(), mode=FILE_MODE, temp=temp)
 
     def _problem(self, message: str) -> None:
         if message != self._last_problem:
@@ -158,11 +148,3 @@ class ConflistWriter:
         self.in_place = False
         log.info("removed %s (VPCCNI_REMOVE_CONFLIST_ON_SHUTDOWN=true): the node goes NotReady", self.path)
         return True
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Sequence
 
 import vpccni
 from vpccni.conflist import PLUGIN_TYPE
+from vpccni.fsutil import write_atomic
 
 LAUNCHER_FLAGS = "-IS"
 SHEBANG_MAX = 255  # BINPRM_BUF_SIZE - 1 since Linux 5.1; longer interpreter lines are cut
@@ -88,16 +88,5 @@ def install_launcher(
     text = render_launcher(python, root, library_paths() if libraries is None else libraries)
     os.makedirs(bin_dir, exist_ok=True)
     dest = os.path.join(bin_dir, name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=bin_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(dest, text.encode(), mode=0o755, temp=os.path.join(bin_dir, f".{name}.tmp-{os.getpid()}"))
     return dest

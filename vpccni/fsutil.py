@@ -29,6 +29,7 @@ def write_atomic(
     temp = temp or f"{path}.tmp-{os.getpid()}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
+        os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
         view = memoryview(payload)
         while view:
             view = view[os.write(fd, view) :]

@@ -43,6 +43,7 @@ from vpccni.cloud.imds import DEFAULT_IMDS_ENDPOINT
 from vpccni.cni_install import library_paths, package_root, render_launcher
 from vpccni.conflist import PLUGIN_TYPE
 from vpccni.errors import ImdsUnavailable, PermanentError, PlumbingError
+from vpccni.fsutil import fsync_dir
 
 DEFAULT_PLUGIN_SOURCE = "/usr/lib/cni"
 DEFAULT_CHAIN_PLUGINS = ("portmap",)
@@ -182,14 +183,6 @@ def install_atomically(dest: str, read_source: Callable[[], BinaryIO]) -> Step:
         raise
     fsync_dir(directory)  # the rename itself survives a crash of the node
     return Step("installed", dest)
-
-
-def fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_bin_dir(bin_dir: str) -> None:

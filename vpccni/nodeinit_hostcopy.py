@@ -46,7 +46,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vpccni.cni_install import LAUNCHER_FLAGS, SHEBANG_MAX
-from vpccni.nodeinit import InitFailed, InitInputError, Step, fsync_dir
+from vpccni.fsutil import fsync_dir
+from vpccni.nodeinit import InitFailed, InitInputError, Step
 
 HOST_COPY_DIR = "vpccni.d"
 DEFAULT_HOST_PYTHON = "/usr/bin/python3"

@@ -35,7 +35,7 @@ PLUGIN_MODULES = {
     "plugin.release",
     "plugin.netconf",
 }
-LIBRARY_MODULES = {"vpccni", "vpccni.protocol", "vpccni.errors"}
+LIBRARY_MODULES = {"vpccni", "vpccni.protocol", "vpccni.errors", "vpccni.fsutil"}  # all stdlib-only
 
 
 @pytest.fixture(scope="module")
