@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from ipamd.datastore import Assignment
 from ipamd.netns import netns_problem
+from vpccni.cniresult import host_routing_from_prev_result
 from vpccni.config import Settings
 from vpccni.errors import PlumbingError
 from vpccni.net.hostroutes import HostRoute, main_host_routes, remove_host_routing
@@ -37,7 +38,7 @@ from vpccni.net.nsutil import error_code, fail, iproute
 from vpccni.net.pod import PodAttachment, check_pod, setup_pod, teardown_pod
 from vpccni.protocol import Allocation, PodRef, Request
 
-__all__ = ["DEFAULT_POD_IFNAME", "LinuxPodNetwork", "pod_host_veth_name", "prev_result_routing"]
+__all__ = ["DEFAULT_POD_IFNAME", "LinuxPodNetwork", "pod_host_veth_name"]
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +56,6 @@ def pod_host_veth_name(prefix: str, pod: PodRef, container_id: str, ifname: str)
         return host_veth_name(prefix, pod.namespace, name)
     key = f"{container_id}.{ifname}" if second else container_id
     return host_veth_name(prefix, None, None, container_id=key)
-
-
-def prev_result_routing(prev_result: dict[str, Any] | None, ifname: str) -> list[tuple[str, str | None]]:
-    """(address, host veth or None) of each IPv4 address on container interface ``ifname`` in a CNI
-    result of our layout: the host veth (no ``sandbox``) right before the container interface."""
-    if not isinstance(prev_result, dict):
-        return []
-    interfaces, ips = prev_result.get("interfaces"), prev_result.get("ips")
-    if not isinstance(interfaces, list) or not isinstance(ips, list):
-        return []
-    found: list[tuple[str, str | None]] = []
-    for ip in ips:
-        index = ip.get("interface") if isinstance(ip, dict) else None
-        if not isinstance(index, int) or not 0 <= index < len(interfaces):
-            continue
-        container = interfaces[index]
-        if not isinstance(container, dict) or container.get("name") != ifname or not container.get("sandbox"):
-            continue
-        address = str(ip.get("address", "")).partition("/")[0]
-        if address.count(".") != 3:  # IPv6 or garbage: not ours
-            continue
-        host = interfaces[index - 1] if index > 0 else None
-        host_name = host.get("name") if isinstance(host, dict) and not host.get("sandbox") else None
-        found.append((address, host_name if isinstance(host_name, str) else None))
-    return found
 
 
 class LinuxPodNetwork:
@@ -219,7 +195,9 @@ class LinuxPodNetwork:
         the pod's name, prevResult's, ours from the container ID (a DEL may carry less than its ADD)."""
         names = [known] if known else []
         names.append(self.host_ifname(req.pod, req.container_id, ifname))
-        names += [host for _, host in prev_result_routing(req.prev_result, ifname) if host]
+        names += [
+            r.host_ifname for r in host_routing_from_prev_result(req.prev_result, ifname) if r.host_ifname
+        ]
         if req.container_id:
             names.append(self.host_ifname(PodRef(), req.container_id, ifname))
         return list(dict.fromkeys(names))
@@ -239,8 +217,9 @@ class LinuxPodNetwork:
         ifname = req.ifname or DEFAULT_POD_IFNAME
         names = self._candidate_names(req, ifname)
         own = names[0]
-        for address, host in prev_result_routing(req.prev_result, ifname):
-            for line in remove_host_routing(address, host_ifname=host or own, netns=self.netns):
+        for routed in host_routing_from_prev_result(req.prev_result, ifname):
+            host = routed.host_ifname or own
+            for line in remove_host_routing(routed.address, host_ifname=host, netns=self.netns):
                 log.info("DEL %s/%s without allocation: %s", req.container_id, ifname, line)
         where = self.netns or "the node namespace"
         with iproute(self.netns) as ipr:

@@ -17,53 +17,9 @@ pyroute2 (~120 ms per exec), and the normal path must stay standard-library only
 
 from __future__ import annotations
 
-import socket
-from typing import Any, NamedTuple
+from vpccni.cniresult import HostRouting, host_routing_from_prev_result
 
-
-class HostRouting(NamedTuple):
-    """One pod address and the host veth its /32 route should point at (None if unknown)."""
-
-    address: str
-    host_ifname: str | None
-
-
-def host_routing_from_prev_result(prev_result: dict[str, Any] | None, ifname: str) -> list[HostRouting]:
-    """Addresses on the container interface ``ifname`` of our result layout (host veth, then the
-    container interface with a sandbox). IPv6 and other plugins' addresses are left alone."""
-    if not prev_result:
-        return []
-    interfaces = prev_result.get("interfaces")
-    ips = prev_result.get("ips")
-    if not isinstance(interfaces, list) or not isinstance(ips, list):
-        return []
-    out: list[HostRouting] = []
-    for ip in ips:
-        if not isinstance(ip, dict):
-            continue
-        index = ip.get("interface")
-        if not isinstance(index, int) or not 0 <= index < len(interfaces):
-            continue
-        container = interfaces[index]
-        if not isinstance(container, dict) or container.get("name") != ifname or not container.get("sandbox"):
-            continue
-        address = str(ip.get("address", "")).partition("/")[0]
-        if not _is_ipv4(address):
-            continue
-        host = interfaces[index - 1] if index > 0 else None
-        host_ifname = None
-        if isinstance(host, dict) and not host.get("sandbox") and isinstance(host.get("name"), str):
-            host_ifname = host["name"]
-        out.append(HostRouting(address, host_ifname))
-    return out
-
-
-def _is_ipv4(text: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET, text)
-    except OSError:
-        return False
-    return True
+__all__ = ["HostRouting", "host_routing_from_prev_result", "remove_host_routing"]
 
 
 def remove_host_routing(target: HostRouting) -> list[str]:

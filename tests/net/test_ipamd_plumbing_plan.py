@@ -23,7 +23,8 @@ from ipamd.hostnet_plan import (
     link_wait_delays,
     stale_pod_rules,
 )
-from ipamd.podnet_linux import pod_host_veth_name, prev_result_routing
+from ipamd.podnet_linux import pod_host_veth_name
+from vpccni.cniresult import HostRouting, host_routing_from_prev_result
 from vpccni.net.rules import RuleKey
 from vpccni.protocol import PodRef
 
@@ -132,5 +133,6 @@ def test_prev_result_routing_reads_our_layout_only() -> None:
             {"address": "10.0.1.6/32", "interface": 7},
         ],
     }
-    assert prev_result_routing(prev, "eth0") == [("10.0.1.5", "enia")]
-    assert prev_result_routing(None, "eth0") == [] and prev_result_routing({"ips": 3}, "eth0") == []
+    assert host_routing_from_prev_result(prev, "eth0") == [HostRouting("10.0.1.5", "enia")]
+    assert host_routing_from_prev_result(None, "eth0") == []
+    assert host_routing_from_prev_result({"ips": 3}, "eth0") == []
