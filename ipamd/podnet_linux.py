@@ -217,9 +217,9 @@ class LinuxPodNetwork:
         ifname = req.ifname or DEFAULT_POD_IFNAME
         names = self._candidate_names(req, ifname)
         own = names[0]
-        for routed in host_routing_from_prev_result(req.prev_result, ifname):
-            host = routed.host_ifname or own
-            for line in remove_host_routing(routed.address, host_ifname=host, netns=self.netns):
+        for target in host_routing_from_prev_result(req.prev_result, ifname):
+            host = target.host_ifname or own
+            for line in remove_host_routing(target.address, host_ifname=host, netns=self.netns):
                 log.info("DEL %s/%s without allocation: %s", req.container_id, ifname, line)
         where = self.netns or "the node namespace"
         with iproute(self.netns) as ipr:
