@@ -20,7 +20,7 @@ import pytest
 
 from tests.cloud.test_imds import META, Imds
 from vpccni.cli import main
-from vpccni.cli.demo import check
+from vpccni.demo_endpoints import check
 
 VPCCNI = [sys.executable, "-m", "vpccni.cli"]
 REPO = Path(__file__).resolve().parents[2]
@@ -190,7 +190,7 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_demo_exit_checks_and_exits_0() -> None:
-    result = run_cli("demo", "--exit")
+    result = run_cli("demo", "--endpoints", "--exit")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"EC2 endpoint\s+http://127\.0\.0\.1:\d+", out)
@@ -201,7 +201,7 @@ def test_demo_exit_checks_and_exits_0() -> None:
 
 
 def test_demo_endpoints_work_from_another_process(running: list[Running]) -> None:
-    demo = Running("demo")
+    demo = Running("demo", "--endpoints")
     running.append(demo)
     text = "\n".join(demo.read_until(r"^serving"))
     endpoint = re.search(r"EC2 endpoint\s+(http://\S+)", text)

@@ -15,6 +15,7 @@ from vpccni.cli import OneLineParser
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "rpc": ("vpccni.benchmarks.rpc", "durable ADD+DEL RPCs/s and latency over the ipamd socket, vs fsync"),
     "churn": ("vpccni.benchmarks.churn", "EC2 calls and idle addresses for a seeded pod churn trace"),
+    "add": ("vpccni.benchmarks.add", "ADD exec -> result latency of the real plugin, warm pool, vs floors"),
 }
 
 

@@ -1,143 +1,68 @@
-"""``vpccni demo`` (version 1): the local cloud with one node, and proof that a user can point boto3 at it.
+"""``vpccni demo``: the local cloud, two nodes and a handful of pods with VPC addresses, shown by traffic.
 
-It prints the EC2 endpoint, region, dummy credentials, the node's IMDS endpoint and a three-line boto3
-snippet; then checks them the way a user would: DescribeInstances through boto3 must return the node, and
-the node's IMDS (IMDSv2: token first) must report the same instance id and primary address. Then it serves
-until Ctrl-C/SIGTERM, or exits right away with ``--exit`` (status 0 when the checks passed, 1 if not).
+    sudo vpccni demo            # a table: pod, node, ENI, address inside, what the VPC/internet hosts saw
+    sudo vpccni demo --json     # one JSON object per pod, one per line
+    sudo vpccni demo --keep     # ... and stay up until Ctrl-C (then clean up, exit 0)
+    vpccni demo --endpoints     # only the local cloud's endpoints, checked through boto3 and IMDSv2 (no root)
 
-Later versions add ipamd, pods and traffic; this one is the local cloud only.
+The logic is in :mod:`vpccni.demo` (see there for what happens, in order); progress goes to stderr, the
+table or JSON to stdout. Bad options are one line on stderr and exit status 2, checked before anything
+starts; so is running without root (network namespaces need it). Exit status: 0 when every pod kept its
+address inside and outside the VPC, 1 when traffic showed otherwise or something failed (one line on
+stderr says what; everything is removed anyway), 130 when interrupted before the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-import urllib.request
-from typing import Any
+import os
+import time
 
-from vpccni.cli.localcloud import add_cloud_arguments, check_cloud_arguments, stop_on_signals
+from vpccni import limits
+from vpccni.cli import fail
+from vpccni.cli.localcloud import DEFAULT_REGION, add_cloud_arguments, check_cloud_arguments
 
-DEMO_NODE_TYPE = "m5.large"
-DUMMY_ACCESS_KEY = "testing"
-DUMMY_SECRET_KEY = "testing"  # the local cloud accepts any credentials; these are just explicit
+DEFAULT_NODE_TYPES = ("m5.large", "t3.medium")
+NEEDS_ROOT = ("needs root: it creates network namespaces and runs ipamd in them "
+              "(try: sudo vpccni demo, or sudo make demo; vpccni demo --endpoints needs no root)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_cloud_arguments(parser, default_nodes=DEMO_NODE_TYPE)
-    parser.add_argument("--exit", action="store_true", help="stop right after the check instead of serving")
-
-
-def imds_get(endpoint: str, path: str, *, timeout_s: float = 5.0) -> str:
-    """One IMDSv2 read, as an SDK does it: PUT for a token, then GET with it."""
-    put = urllib.request.Request(
-        f"{endpoint}/latest/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}
-    )
-    with urllib.request.urlopen(put, timeout=timeout_s) as resp:
-        token = resp.read().decode()
-    get = urllib.request.Request(f"{endpoint}{path}", headers={"X-aws-ec2-metadata-token": token})
-    with urllib.request.urlopen(get, timeout=timeout_s) as resp:
-        return str(resp.read().decode())
-
-
-def banner(description: dict[str, Any]) -> str:
-    endpoint, region = description["ec2_endpoint"], description["region"]
-    lines = [
-        "vpccni local cloud is up (EC2 semantics on moto, one IMDSv2 per node)",
-        "",
-        f"  EC2 endpoint   {endpoint}",
-        f"  region         {region}",
-        f"  credentials    any, e.g. AWS_ACCESS_KEY_ID={DUMMY_ACCESS_KEY} "
-        f"AWS_SECRET_ACCESS_KEY={DUMMY_SECRET_KEY}",
-    ]
-    for node in description["nodes"]:
-        lines.append(
-            f"  node           {node['instance_id']} ({node['instance_type']}, {node['primary_ip']}) "
-            f"IMDS {node['imds_endpoint']}"
-        )
-    first_imds = description["nodes"][0]["imds_endpoint"] if description["nodes"] else ""
-    lines += [
-        "",
-        "  in a shell:",
-        f"    export AWS_ENDPOINT_URL_EC2={endpoint} AWS_DEFAULT_REGION={region} "
-        f"AWS_ACCESS_KEY_ID={DUMMY_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={DUMMY_SECRET_KEY}",
-        f"    export AWS_EC2_METADATA_SERVICE_ENDPOINT={first_imds}",
-        "",
-        "  in Python:",
-        "    import boto3",
-        f'    ec2 = boto3.client("ec2", endpoint_url="{endpoint}", region_name="{region}",'
-        f' aws_access_key_id="{DUMMY_ACCESS_KEY}", aws_secret_access_key="{DUMMY_SECRET_KEY}")',
-        '    print(ec2.describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"])',
-    ]
-    return "\n".join(lines)
-
-
-def check(description: dict[str, Any]) -> list[str]:
-    """Use the printed endpoints the way a user would; the problems found (empty = all good)."""
-    import boto3
-
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=description["ec2_endpoint"],
-        region_name=description["region"],
-        aws_access_key_id=DUMMY_ACCESS_KEY,
-        aws_secret_access_key=DUMMY_SECRET_KEY,
-    )
-    problems: list[str] = []
-    for node in description["nodes"]:
-        try:
-            check_node(ec2, node, problems)
-        except Exception as exc:  # the demo's whole point is to report what does not work, not to crash
-            problems.append(f"{node['instance_id']}: {type(exc).__name__}: {exc}")
-    return problems
-
-
-def check_node(ec2: Any, node: dict[str, Any], problems: list[str]) -> None:
-    """Check one node through boto3 and its IMDS; print an ok line per check, append problems."""
-    iid = node["instance_id"]
-    instances = [i for r in ec2.describe_instances(InstanceIds=[iid])["Reservations"] for i in r["Instances"]]
-    if [(i["InstanceId"], i["InstanceType"]) for i in instances] != [(iid, node["instance_type"])]:
-        problems.append(f"DescribeInstances({iid}) returned {instances!r}")
-    else:
-        sys.stdout.write(
-            f"  ok  boto3 DescribeInstances: {iid} {node['instance_type']} {instances[0]['State']['Name']}\n"
-        )
-    seen_id = imds_get(node["imds_endpoint"], "/latest/meta-data/instance-id")
-    seen_ip = imds_get(node["imds_endpoint"], "/latest/meta-data/local-ipv4")
-    if (seen_id, seen_ip) != (iid, node["primary_ip"]):
-        problems.append(f"IMDS of {iid} says instance-id={seen_id} local-ipv4={seen_ip}")
-    else:
-        sys.stdout.write(
-            f"  ok  IMDSv2 {node['imds_endpoint']}: instance-id {seen_id}, local-ipv4 {seen_ip}\n"
-        )
+    add_cloud_arguments(parser, default_nodes="m5.large and t3.medium")
+    parser.add_argument("--json", action="store_true", help="one JSON object per pod instead of the table")
+    parser.add_argument("--keep", action="store_true",
+                        help="stay up after printing until Ctrl-C or SIGTERM, then clean up")
+    parser.add_argument("--endpoints", action="store_true",
+                        help="only the local cloud: print its endpoints and check them (no root needed)")
+    parser.add_argument("--exit", action="store_true",
+                        help="with --endpoints: stop right after the check instead of serving")
 
 
 def run(args: argparse.Namespace) -> int:
     prog = "vpccni demo"
-    node_types = args.node or [DEMO_NODE_TYPE]
-    args.node = node_types
-    status = check_cloud_arguments(prog, args)
-    if status:
-        return status
-    from vpccni.localcloud.cloud import LocalCloud
+    started = time.monotonic()
+    if args.endpoints:
+        args.node = args.node or [DEFAULT_NODE_TYPES[0]]
+        status = check_cloud_arguments(prog, args)
+        if status:
+            return status
+        from vpccni.demo_endpoints import run_endpoints
 
-    with (
-        stop_on_signals() as stop,
-        LocalCloud(region=args.region, profile=args.profile, seed=args.seed) as cloud,
-    ):
-        cloud.scenario(node_types)
-        description = cloud.describe()
-        sys.stdout.write(banner(description) + "\n\nchecking what is printed above works:\n")
-        sys.stdout.flush()
-        problems = check(description)
-        for problem in problems:
-            sys.stderr.write(f"{prog}: check failed: {problem}\n")
-        if problems:
-            return 1
-        if args.exit:
-            sys.stdout.write("all checks passed; shutting down (--exit)\n")
-            return 0
-        sys.stdout.write("serving; Ctrl-C stops\n")
-        sys.stdout.flush()
-        while not stop.wait(1.0):
-            pass
-    return 0
+        return run_endpoints(prog, args)
+    # Cheap checks first, so that a mistake or a missing sudo is answered at once, nothing started.
+    args.node = args.node or list(DEFAULT_NODE_TYPES)
+    for instance_type in args.node:
+        if limits.lookup(instance_type) is None:
+            return fail(prog, f"unknown instance type {instance_type!r} (not in DescribeInstanceTypes)")
+    if args.exit:
+        return fail(prog, "--exit goes with --endpoints (the full demo always exits after its table)")
+    if args.region != DEFAULT_REGION:
+        return fail(prog, f"--region {args.region}: the emulated cluster runs in {DEFAULT_REGION} only; "
+                    "--region goes with --endpoints")
+    if os.geteuid() != 0:
+        return fail(prog, NEEDS_ROOT)
+    from vpccni.demo import DemoOptions, run_demo
+
+    options = DemoOptions(node_types=tuple(args.node), keep=args.keep, json=args.json,
+                          profile=args.profile, seed=args.seed)
+    return run_demo(prog, options, started=started)
