@@ -35,25 +35,25 @@ case) and 51 (STATUS "existing pods may have limited connectivity" -- ipamd has 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-
 from plugin.client import IpamdTimeout, IpamdUnreachable
+from vpccni import wirejson
 from vpccni.errors import ProtocolError, VpccniError
 from vpccni.protocol import (
-    CONTAINER_ID_RE,
+    IDENTIFIER_PATTERN,
     IFNAME_MAX,
     ErrorInfo,
     ErrorKind,
     NoIpReason,
     PodRef,
     Record,
+    valid_identifier,
     valid_ifname,
 )
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -115,7 +115,7 @@ class CniError(VpccniError):
         obj: dict[str, Any] = {"cniVersion": version, "code": self.code, "msg": self.msg}
         if self.details:
             obj["details"] = self.details
-        return json.dumps(obj)
+        return wirejson.dumps(obj)
 
 
 class Invocation(Record):
@@ -180,13 +180,13 @@ def version_reply(stdin: bytes) -> str:
     """VERSION's answer. It echoes the caller's cniVersion when we speak it (SPEC.md "VERSION")."""
     asked = ""
     try:
-        obj = json.loads(stdin) if stdin.strip() else {}
+        obj = wirejson.loads(stdin) if stdin.strip() else {}
         if isinstance(obj, dict) and isinstance(obj.get("cniVersion"), str):
             asked = obj["cniVersion"]
     except ValueError:
         pass  # skel ignores VERSION's stdin altogether; a garbled one must not fail discovery
     version = asked if asked in SUPPORTED_VERSIONS else LATEST_VERSION
-    return json.dumps({"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)})
+    return wirejson.dumps({"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)})
 
 
 # --- environment ----------------------------------------------------------------------------------
@@ -212,10 +212,10 @@ def parse_invocation(env: Mapping[str, str]) -> Invocation:
     if command in ("GC", "STATUS", "VERSION"):
         return Invocation(command=command, path=_split_path(env.get("CNI_PATH", "")))
     container_id = env["CNI_CONTAINERID"]
-    if not CONTAINER_ID_RE.match(container_id):
+    if not valid_identifier(container_id):
         raise CniError(
             INVALID_ENV,
-            f"invalid CNI_CONTAINERID {container_id!r}: it must match {CONTAINER_ID_RE.pattern}",
+            f"invalid CNI_CONTAINERID {container_id!r}: it must match {IDENTIFIER_PATTERN}",
         )
     ifname = env["CNI_IFNAME"]
     if not valid_ifname(ifname):

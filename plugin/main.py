@@ -22,10 +22,8 @@ Errors are CNI error JSON on stdout with the code chosen in :mod:`plugin.cni`; l
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping
 
 from plugin import client
 from plugin.cni import (
@@ -44,6 +42,7 @@ from plugin.log import PluginLog
 from plugin.netconf import NetConf, parse_netconf, require_prev_result_for_check
 from plugin.release import write_release_record
 from plugin.result import render_add_result
+from vpccni import wirejson
 from vpccni.errors import ProtocolError
 from vpccni.protocol import (
     DEFAULT_SOCKET_PATH,
@@ -59,6 +58,7 @@ from vpccni.protocol import (
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any, TextIO
 
 # How long each verb waits for ipamd unless the conflist sets ipamdTimeoutMs. DEL and STATUS are
@@ -148,7 +148,7 @@ def _add(inv: Invocation, conf: NetConf, log: PluginLog) -> str:
         raise ProtocolError("ipamd answered ADD without an allocation")
     result = render_add_result(alloc, conf.cni_version, inv.ifname, inv.netns, conf.prev_result, conf.dns)
     log.info(f"added {alloc.ipv4}/{alloc.prefix_len} (ENI {alloc.eni_id}, host {alloc.host_ifname})")
-    return json.dumps(result)
+    return wirejson.dumps(result)
 
 
 def _del(inv: Invocation, conf: NetConf, log: PluginLog) -> str:

@@ -8,8 +8,6 @@ verb (1), then each key (7, naming it). Codes come from :mod:`plugin.cni`.
 
 from __future__ import annotations
 
-import json
-
 from plugin.cni import (
     DECODE_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -19,7 +17,8 @@ from plugin.cni import (
     Invocation,
     require_verb_allowed,
 )
-from vpccni.protocol import DEFAULT_SOCKET_PATH, NETWORK_NAME_RE, Attachment, Record
+from vpccni import wirejson
+from vpccni.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, Attachment, Record, valid_identifier
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False
@@ -88,7 +87,7 @@ def parse_netconf(stdin: bytes, command: str) -> NetConf:
             DECODE_FAILURE, "stdin is empty: the runtime must pass the network configuration as JSON"
         )
     try:
-        obj = json.loads(stdin)
+        obj = wirejson.loads(stdin)
     except ValueError as exc:
         raise CniError(DECODE_FAILURE, f"cannot decode the network configuration on stdin: {exc}") from None
     if not isinstance(obj, dict):
@@ -118,10 +117,8 @@ def _netconf_fields(obj: dict[str, Any], version: str, command: str) -> NetConf:
     name = obj.get("name")
     if not isinstance(name, str) or not name:
         raise CniError(INVALID_CONFIG, "missing network name: the conflist needs a 'name'")
-    if not NETWORK_NAME_RE.match(name):
-        raise CniError(
-            INVALID_CONFIG, f"invalid network name {name!r}: it must match {NETWORK_NAME_RE.pattern}"
-        )
+    if not valid_identifier(name):
+        raise CniError(INVALID_CONFIG, f"invalid network name {name!r}: it must match {IDENTIFIER_PATTERN}")
     return NetConf(
         cni_version=version,
         name=name,

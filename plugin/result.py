@@ -17,8 +17,6 @@ converted to the requested version so a mixed-version chain does not leak a stal
 from __future__ import annotations
 
 import _socket  # not `socket`: its import (selectors, enum wrappers) costs the plugin ~2 ms
-import copy
-import re
 
 from plugin.cni import INVALID_CONFIG, CniError, has_ip_version_field, version_key
 from vpccni.errors import ProtocolError
@@ -29,7 +27,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def is_mac(text: str) -> bool:
+    """``aa:bb:cc:dd:ee:ff`` (checked without ``re``, which costs the plugin more than the check)."""
+    parts = text.split(":") if isinstance(text, str) else []
+    return len(parts) == 6 and all(len(p) == 2 and p[0] in _HEX and p[1] in _HEX for p in parts)
 
 
 def validate_allocation(alloc: Allocation) -> None:
@@ -41,7 +45,7 @@ def validate_allocation(alloc: Allocation) -> None:
     if not _is_ipv4(alloc.gateway):
         raise ProtocolError(f"ipamd's allocation has an invalid gateway {alloc.gateway!r}")
     for field in ("host_mac", "container_mac"):
-        if not MAC_RE.match(getattr(alloc, field)):
+        if not is_mac(getattr(alloc, field)):
             raise ProtocolError(
                 f"ipamd's allocation has no valid {field} (runtimes refuse an interface without a mac)"
             )
@@ -93,7 +97,7 @@ def render_add_result(
 
 
 def _convert_prev(prev: dict[str, Any], cni_version: str) -> dict[str, Any]:
-    out = copy.deepcopy(prev)
+    out: dict[str, Any] = _copy_json(prev)
     if not isinstance(out.get("interfaces", []), list) or not isinstance(out.get("ips", []), list):
         raise CniError(INVALID_CONFIG, "invalid 'prevResult': 'interfaces' and 'ips' must be lists")
     if not isinstance(out.get("routes", []), list):
@@ -107,3 +111,12 @@ def _convert_prev(prev: dict[str, Any], cni_version: str) -> dict[str, Any]:
         else:
             ip.pop("version", None)
     return out
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (``copy.deepcopy`` without importing ``copy`` on every exec)."""
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    return value

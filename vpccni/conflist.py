@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpccni.protocol import DEFAULT_SOCKET_PATH, NETWORK_NAME_RE
+from vpccni.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, valid_identifier
 
 CONFLIST_CNI_VERSION = "1.0.0"
 CONFLIST_CNI_VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -65,8 +65,8 @@ class ConflistOptions:
 def build_conflist(options: ConflistOptions | None = None) -> dict[str, Any]:
     """The conflist as a JSON-ready dict. Raises ValueError naming a bad option."""
     opts = options or ConflistOptions()
-    if not NETWORK_NAME_RE.match(opts.name):
-        raise ValueError(f"conflist name {opts.name!r} must match {NETWORK_NAME_RE.pattern}")
+    if not valid_identifier(opts.name):
+        raise ValueError(f"conflist name {opts.name!r} must match {IDENTIFIER_PATTERN}")
     if not opts.ipamd_socket.startswith("/"):
         raise ValueError(f"ipamd socket {opts.ipamd_socket!r} must be an absolute path")
     if opts.plugin_log_file.lower() == "stdout":

@@ -30,15 +30,15 @@ back to the pool instead of leaking.
 
 from __future__ import annotations
 
-import enum
-import json
 import os
-import re
+
+from vpccni import wirejson
 
 # Annotations only: `import typing` at run time would cost the plugin ~1.5 ms on every exec.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Self
+    from collections.abc import Iterator
+    from typing import Any, ClassVar, Self
 
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET_PATH = "/run/vpccni/ipamd.sock"
@@ -46,49 +46,101 @@ SPOOL_DIRNAME = "release-queue"
 MAX_LINE_BYTES = 1 << 20
 
 # CNI's own rules for the identifiers it hands us (SPEC.md; libcni utils.ValidateContainerID etc.).
-CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-NETWORK_NAME_RE = CONTAINER_ID_RE
+# CNI's rule for container IDs and network names (SPEC.md; libcni's ValidateContainerID), checked
+# without `re`: the plugin imports this module on every exec and `re` costs more than the check.
+IDENTIFIER_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_IDENTIFIER_CHARS = _ALNUM | frozenset("_.-")
+
+
+def valid_identifier(text: str) -> bool:
+    """Does ``text`` match :data:`IDENTIFIER_PATTERN` (a container ID or a network name)?"""
+    return bool(text) and text[0] in _ALNUM and all(c in _IDENTIFIER_CHARS for c in text)
+
+
 IFNAME_MAX = 15  # IFNAMSIZ - 1
 
 
-class Op(enum.StrEnum):
-    ADD = "ADD"
-    DEL = "DEL"
-    CHECK = "CHECK"
-    GC = "GC"
-    STATUS = "STATUS"
-    PING = "PING"
+class _ConstantsMeta(type):
+    """Turns each UPPER_CASE annotation of a :class:`Constants` subclass into a member of that class."""
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> _ConstantsMeta:
+        cls = super().__new__(mcs, name, bases, namespace)
+        lowercase = namespace.get("_lowercase_values", True)
+        members: dict[str, Any] = {}
+        for attr in namespace.get("__annotations__", {}):
+            if attr.isupper():
+                member: Any = str.__new__(cls, attr.lower() if lowercase else attr)  # type: ignore[arg-type]
+                type.__setattr__(cls, attr, member)
+                members[str(member)] = member
+        type.__setattr__(cls, "_members", members)
+        return cls
+
+    def __iter__(cls) -> Iterator[Any]:
+        return iter(cls._members.values())  # type: ignore[attr-defined]
 
 
-class ErrorKind(enum.StrEnum):
+class Constants(str, metaclass=_ConstantsMeta):
+    """A closed set of string constants: what we used of ``enum.StrEnum``, without ``import enum``.
+
+    ``import enum`` (with ``functools``, ``collections``, ``operator``) is a third of what the CNI plugin
+    would import on every exec. Members are str instances (so they compare, hash and serialize as their
+    value); ``Kind("value")`` returns the member or raises ValueError; iterating the class lists them.
+    """
+
+    _lowercase_values = True  # the member ``NO_IP`` has the value "no_ip"
+
+    def __new__(cls, value: str) -> Self:
+        member = cls._members.get(value) if isinstance(value, str) else None  # type: ignore[attr-defined]
+        if member is None:
+            raise ValueError(f"{value!r} is not a valid {cls.__name__}")
+        return member  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+
+class Op(Constants):
+    _lowercase_values = False
+
+    ADD: ClassVar[Op]
+    DEL: ClassVar[Op]
+    CHECK: ClassVar[Op]
+    GC: ClassVar[Op]
+    STATUS: ClassVar[Op]
+    PING: ClassVar[Op]
+
+
+class ErrorKind(Constants):
     """Why a request failed. ``plugin.cni`` maps each kind to exactly one CNI error code."""
 
-    BAD_REQUEST = "bad_request"  # malformed or invalid fields (names the field)
-    UNSUPPORTED_VERSION = "unsupported_version"
-    NO_IP = "no_ip"  # the pool has no free address; ``reason`` says why
-    NOT_READY = "not_ready"  # ipamd starting/recovering
-    TRY_AGAIN = "try_again"  # transient (deadline, contention)
-    INVALID_NETNS = "invalid_netns"  # netns path missing or not a network namespace
-    CHECK_FAILED = "check_failed"  # CHECK found something missing; message names it
-    PLUMBING = "plumbing"  # netlink/iptables failure while plumbing (rolled back)
-    INTERNAL = "internal"
+    BAD_REQUEST: ClassVar[ErrorKind]  # malformed or invalid fields (names the field)
+    UNSUPPORTED_VERSION: ClassVar[ErrorKind]
+    NO_IP: ClassVar[ErrorKind]  # the pool has no free address; ``reason`` says why
+    NOT_READY: ClassVar[ErrorKind]  # ipamd starting/recovering
+    TRY_AGAIN: ClassVar[ErrorKind]  # transient (deadline, contention)
+    INVALID_NETNS: ClassVar[ErrorKind]  # netns path missing or not a network namespace
+    CHECK_FAILED: ClassVar[ErrorKind]  # CHECK found something missing; message names it
+    PLUMBING: ClassVar[ErrorKind]  # netlink/iptables failure while plumbing (rolled back)
+    INTERNAL: ClassVar[ErrorKind]
 
 
-class NoIpReason(enum.StrEnum):
+class NoIpReason(Constants):
     """Why the pool could not grow: the answer to "why no IP"."""
 
-    STARTING = "starting"  # node still starting, pool not yet filled
-    SUBNET_FULL = "subnet_full"  # InsufficientFreeAddressesInSubnet
-    NO_CIDR_BLOCK = "no_cidr_block"  # InsufficientCidrBlocks (prefix delegation)
-    ENI_LIMIT = "eni_limit"  # instance ENI limit / MAX_ENI reached and every ENI full
-    MAX_PODS = "max_pods"  # max pods reached
-    THROTTLED = "throttled"  # EC2 RequestLimitExceeded
-    UNAUTHORIZED = "unauthorized"  # missing IAM permission
-    PROVISIONING_DISABLED = "provisioning_disabled"  # DISABLE_NETWORK_RESOURCE_PROVISIONING
-    UNSCHEDULABLE = "unschedulable"  # node cordoned, AWS_MANAGE_ENIS_NON_SCHEDULABLE=false
-    ENI_CONFIG_MISSING = "eni_config_missing"  # custom networking without an ENIConfig
-    CLOUD_ERROR = "cloud_error"  # any other cloud failure
-    GROWING = "growing"  # the pool is being topped up right now
+    STARTING: ClassVar[NoIpReason]  # node still starting, pool not yet filled
+    SUBNET_FULL: ClassVar[NoIpReason]  # InsufficientFreeAddressesInSubnet
+    NO_CIDR_BLOCK: ClassVar[NoIpReason]  # InsufficientCidrBlocks (prefix delegation)
+    ENI_LIMIT: ClassVar[NoIpReason]  # instance ENI limit / MAX_ENI reached and every ENI full
+    MAX_PODS: ClassVar[NoIpReason]  # max pods reached
+    THROTTLED: ClassVar[NoIpReason]  # EC2 RequestLimitExceeded
+    UNAUTHORIZED: ClassVar[NoIpReason]  # missing IAM permission
+    PROVISIONING_DISABLED: ClassVar[NoIpReason]  # DISABLE_NETWORK_RESOURCE_PROVISIONING
+    UNSCHEDULABLE: ClassVar[NoIpReason]  # node cordoned, AWS_MANAGE_ENIS_NON_SCHEDULABLE=false
+    ENI_CONFIG_MISSING: ClassVar[NoIpReason]  # custom networking without an ENIConfig
+    CLOUD_ERROR: ClassVar[NoIpReason]  # any other cloud failure
+    GROWING: ClassVar[NoIpReason]  # the pool is being topped up right now
 
 
 class Record:
@@ -307,7 +359,7 @@ class Response(Record):
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return wirejson.dumps(obj).encode() + b"\n"
 
 
 def encode_request(req: Request) -> bytes:
@@ -338,7 +390,7 @@ def _str(obj: dict[str, Any], name: str) -> str:
 
 def decode_request(line: bytes) -> Request:
     """Parse one request line. Raises ValueError naming the bad field."""
-    obj = json.loads(line)
+    obj = wirejson.loads(line)
     if not isinstance(obj, dict):
         raise ValueError("request must be a JSON object")
     v = obj.get("v")
@@ -400,7 +452,7 @@ def encode_response(resp: Response) -> bytes:
 
 def decode_response(line: bytes) -> Response:
     """Parse one response line. Raises ValueError on a malformed response."""
-    obj = json.loads(line)
+    obj = wirejson.loads(line)
     if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
         raise ValueError("response must be a JSON object with a boolean 'ok'")
     alloc = obj.get("allocation")
@@ -430,12 +482,12 @@ def validate_identifiers(req: Request) -> str | None:
     """Return a message naming the first invalid identifier of ``req``, or None if all are valid."""
     if req.op in (Op.STATUS, Op.PING):
         return None
-    if not NETWORK_NAME_RE.match(req.network):
-        return f"invalid network name {req.network!r}: must match {NETWORK_NAME_RE.pattern}"
+    if not valid_identifier(req.network):
+        return f"invalid network name {req.network!r}: must match {IDENTIFIER_PATTERN}"
     if req.op is Op.GC:
         return None
-    if not CONTAINER_ID_RE.match(req.container_id):
-        return f"invalid container ID {req.container_id!r}: must match {CONTAINER_ID_RE.pattern}"
+    if not valid_identifier(req.container_id):
+        return f"invalid container ID {req.container_id!r}: must match {IDENTIFIER_PATTERN}"
     if not valid_ifname(req.ifname):
         return f"invalid interface name {req.ifname!r}: 1-{IFNAME_MAX} characters, no '/', ':' or whitespace"
     return None

@@ -35,7 +35,7 @@ PLUGIN_MODULES = {
     "plugin.release",
     "plugin.netconf",
 }
-LIBRARY_MODULES = {"vpccni", "vpccni.protocol", "vpccni.errors", "vpccni.fsutil"}  # all stdlib-only
+LIBRARY_MODULES = {"vpccni", "vpccni.protocol", "vpccni.errors", "vpccni.fsutil", "vpccni.wirejson"}  # stdlib-only
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,8 @@ def probe(workdir: Path) -> Path:
     assert text.endswith("sys.exit(main())\n")
     out = str(workdir / "modules.json")
     dump = (
-        f"rc = main()\nopen({out!r}, 'w').write(__import__('json').dumps(sorted(sys.modules)))\n"
+        # sys.modules is listed BEFORE json is imported to write it out.
+        f"rc = main()\nmods = sorted(sys.modules)\nopen({out!r}, 'w').write(__import__('json').dumps(mods))\n"
         "sys.exit(rc)\n"
     )
     probe = workdir / "bin" / "probe"
@@ -99,6 +100,9 @@ def test_add_loads_only_the_standard_library_and_the_protocol(
     )
     assert foreign == set(), f"third-party modules on the ADD path: {sorted(foreign)}"
     assert not {"pyroute2", "boto3", "botocore", "kubernetes", "logging", "asyncio"} & modules
+    # The costly stdlib modules the exec path was rid of (vpccni.wirejson, protocol.Constants, _socket):
+    # each one back would add milliseconds to every pod's ADD.
+    assert not {"json", "re", "enum", "dataclasses", "typing", "socket", "copy", "collections"} & modules
 
 
 def test_the_probe_sees_pyroute2_when_the_del_fallback_runs(workdir: Path, probe: Path) -> None:
