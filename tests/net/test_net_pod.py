@@ -10,7 +10,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 import vpccni.net.pod as pod_module
 from vpccni.errors import PlumbingBusy, PlumbingFailed
-from vpccni.net.hostroutes import ensure_host_routing, reconcile_host_routing, remove_host_routing
+from vpccni.net.hostroutes import install_pod_routing, reconcile_host_routing, remove_host_routing
 from vpccni.net.pod import PodAttachment, check_pod, setup_pod, teardown_pod
 from vpccni.net.testns import Netns, ProbeFailed, WhoAmIServer, ping, whoami
 
@@ -148,13 +148,13 @@ def test_a_failed_setup_rolls_back_everything_it_created(topo: Topology, monkeyp
     ns = topo.nsf.netns("pod")
     att = topo.attachment(ns, "10.0.1.35", SECONDARY, "rollback")
     before = node_state(topo.node)
-    real = ensure_host_routing
+    real = install_pod_routing
 
     def add_rules_then_fail(*args, **kwargs):  # the last step: everything else exists by now
         real(*args, **kwargs)
         raise NetlinkError(code, "injected")
 
-    monkeypatch.setattr(pod_module, "ensure_host_routing", add_rules_then_fail)
+    monkeypatch.setattr(pod_module, "install_pod_routing", add_rules_then_fail)
     with pytest.raises(error) as failure:
         setup_pod(att, netns=topo.node.path)
     assert f"add host routing of {att.ipv4}" in str(failure.value)

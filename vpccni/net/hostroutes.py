@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vpccni.net.names import MAIN_TABLE, validate_ifname, validate_ipv4, validate_table
+from vpccni.net.names import MAIN_TABLE, PRIO_FROM_POD, validate_ifname, validate_ipv4, validate_table
 from vpccni.net.nsutil import error_code, fail, iproute
 from vpccni.net.rules import RuleKey, RulePlan, owned_by_pod, plan_rules, pod_rules, rule_from_message
 
@@ -157,6 +157,30 @@ def ensure_host_routing(
     fixed.extend(f"stale {rule.describe()} removed" for rule in plan.delete)
     fixed.extend(f"{rule.describe()} restored" for rule in plan.add)
     return fixed
+
+
+def install_pod_routing(ipr: IPRoute, route: HostRoute, link_index: int, where: str) -> None:
+    """Route and rules of one NEW pod, without dumping the node's rules (the ADD path).
+
+    A rule dump costs O(pods on the node) of netlink parsing on every ADD; this is O(1): the /32 route is
+    replaced, rule 512 added (already there = fine), any rule 1536 from the address deleted until none is
+    left (normally none: one ENOENT) and the right one added. Leftovers of an earlier attempt therefore go
+    too. The reconciler, which fixes many pods at once, keeps using one dump (:func:`ensure_host_routing`).
+    """
+    try:
+        ipr.route("replace", dst=route.ipv4, dst_len=32, oif=link_index, scope="link", table=MAIN_TABLE)
+    except Exception as exc:
+        fail(f"add route {route.ipv4}/32 dev {route.host_ifname} in {where}", exc)
+    to_pod, *from_pod = sorted(pod_rules(route.ipv4, route.table), key=lambda rule: rule.priority)
+    stale_from = RuleKey(priority=PRIO_FROM_POD, table=0, src=f"{route.ipv4}/32")
+    for _ in range(8):  # bounded: each pass removes one rule 1536 from this address, whatever its table
+        try:
+            ipr.rule("del", **stale_from.netlink_args(any_table=True))
+        except Exception as exc:
+            if error_code(exc) == errno.ENOENT:
+                break
+            fail(f"delete {stale_from.describe()} in {where}", exc)
+    apply_rule_plan(ipr, RulePlan(delete=(), add=(to_pod, *from_pod)), where)
 
 
 def host_routing_problems(

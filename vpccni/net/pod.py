@@ -34,6 +34,7 @@ from vpccni.net.hostroutes import (
     ensure_host_routing,
     host_route_oif,
     host_routing_problems,
+    install_pod_routing,
     remove_host_routing,
 )
 from vpccni.net.names import (
@@ -121,11 +122,12 @@ def _random_mac() -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def _create_veth(host: IPRoute, att: PodAttachment, pod: IPRoute, host_mac: str, where: str) -> None:
+def _create_veth(host: IPRoute, att: PodAttachment, pod: IPRoute, host_mac: str, where: str) -> bool:
     """veth host_ifname <-> ifname, the peer created inside the pod namespace (no move).
 
     The host end gets a MAC we chose and comes up at creation, which saves two netlink round trips; the
-    pod end cannot be brought up in the same request (pyroute2 sends no flags for the peer).
+    pod end cannot be brought up in the same request (pyroute2 sends no flags for the peer). Returns
+    whether leftovers of an earlier attempt were in the way (and removed).
     """
     assert att.pod_netns is not None
     pod_fd = open_netns(att.pod_netns)
@@ -141,14 +143,18 @@ def _create_veth(host: IPRoute, att: PodAttachment, pod: IPRoute, host_mac: str,
                     state="up",
                     peer={"ifname": att.ifname, "net_ns_fd": pod_fd, "mtu": att.mtu},
                 )
-                return
+                return attempt > 0
             except Exception as exc:
                 if error_code(exc) != errno.EEXIST or attempt:
                     fail(f"create veth {att.host_ifname} / {att.ifname} in {where}", exc)
-                # The host name was freed before; so CNI_IFNAME is a leftover inside the pod.
+                # Leftovers of an earlier attempt for this pod: the host end (deleting it takes its peer
+                # along) or CNI_IFNAME inside the pod. Removed only now, so a fresh ADD (the usual case)
+                # pays no extra netlink round trip for them.
+                _delete_link(host, att.host_ifname, where)
                 _delete_link(pod, att.ifname, f"pod namespace {att.pod_netns}")
     finally:
         os.close(pod_fd)
+    raise AssertionError("unreachable: the second attempt returns or fails")
 
 
 def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
@@ -158,12 +164,11 @@ def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
     where = netns or "the node namespace"
     pod_where = f"pod namespace {att.pod_netns}"
     with iproute(netns) as host, iproute(att.pod_netns) as pod:
-        _delete_link(host, att.host_ifname, where)  # leftover of an earlier attempt; takes its peer along
         created = False
         host_mac = _random_mac()
         step = f"create veth {att.host_ifname} / {att.ifname} in {where}"
         try:
-            _create_veth(host, att, pod, host_mac, where)
+            leftovers = _create_veth(host, att, pod, host_mac, where)
             created = True
             step = f"look up {att.ifname} in {pod_where}"
             pod_link = pod.link("get", ifname=att.ifname)[0]
@@ -180,7 +185,10 @@ def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
             step = f"add permanent neighbour {POD_GATEWAY_IPV4} lladdr {host_mac} in {pod_where}"
             pod.neigh("replace", dst=POD_GATEWAY_IPV4, lladdr=host_mac, ifindex=pod_index, state="permanent")
             step = f"add host routing of {att.ipv4} in {where}"
-            ensure_host_routing(host, att.host_route, host_index, dump_rules(host), None, where)
+            if leftovers:  # an earlier attempt may have left any rule of this address: judge them all
+                ensure_host_routing(host, att.host_route, host_index, dump_rules(host), None, where)
+            else:  # the usual, fresh ADD: no O(pods) rule dump on the hot path
+                install_pod_routing(host, att.host_route, host_index, where)
         except BaseException as exc:
             _roll_back(host, att, created, where)
             if isinstance(exc, Exception):

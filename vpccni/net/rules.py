@@ -42,9 +42,14 @@ class RuleKey:
         parts.append(f"lookup {_TABLE_NAMES.get(self.table, str(self.table))}")
         return " ".join(parts)
 
-    def netlink_args(self) -> dict[str, Any]:
-        """Keyword arguments for ``IPRoute.rule("add"|"del", ...)`` matching exactly this rule."""
-        args: dict[str, Any] = {"priority": self.priority, "table": self.table}
+    def netlink_args(self, *, any_table: bool = False) -> dict[str, Any]:
+        """Keyword arguments for ``IPRoute.rule("add"|"del", ...)`` matching exactly this rule.
+
+        ``any_table``: leave the table out, so a delete matches this rule whatever table it looks up.
+        """
+        args: dict[str, Any] = {"priority": self.priority}
+        if not any_table:
+            args["table"] = self.table
         if self.src:
             addr, length = self.src.split("/")
             args.update(src=addr, src_len=int(length))
