@@ -9,6 +9,7 @@ Introspection addresses are INTROSPECTION_BIND_ADDRESS's syntax: ``host:port`` o
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -42,6 +43,16 @@ def call(socket_path: str, req: Request, timeout_s: float = DEFAULT_TIMEOUT_S) -
         raise IpamdUnreachable(f"{socket_path}: unreadable answer: {exc}") from exc
 
 
+async def call_async(socket_path: str, req: Request) -> Response:
+    """The same one-request exchange from inside an event loop (load generators, async tests)."""
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    try:
+        writer.write(encode_request(req))
+        return decode_response(await reader.readline())
+    finally:
+        writer.close()
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
@@ -56,7 +67,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 def _connection(address: str, timeout_s: float) -> http.client.HTTPConnection:
     if address.startswith("unix:"):
-        return _UnixHTTPConnection(address[len("unix:"):], timeout_s)
+        return _UnixHTTPConnection(address[len("unix:") :], timeout_s)
     host, _, port = address.rpartition(":")
     return http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=timeout_s)
 

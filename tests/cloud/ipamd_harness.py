@@ -29,6 +29,7 @@ import pytest
 from vpccni.ipamd_client import IpamdUnreachable, call, http_get, introspect
 from vpccni.ipamd_process import CRASH_ENV, IpamdPaths, IpamdProcess, free_tcp_port, ipamd_env
 from vpccni.localcloud import LocalCloud, Node
+from vpccni.localcloud.cluster_node import FAST_TIMERS
 from vpccni.localcloud.model import EniView
 from vpccni.protocol import ErrorKind, NoIpReason, Op, Request, Response
 
@@ -38,19 +39,11 @@ NETWORK = "vpccni"
 NETNS = "/proc/self/ns/net"  # a real network namespace (ipamd checks the path is one); nothing is plumbed
 WAITING_REASONS = {NoIpReason.GROWING, NoIpReason.STARTING, NoIpReason.THROTTLED}
 
+# The cluster's short timers, with a faster pool loop and EC2 reconcile: these tests wait on them.
 FAST_SETTINGS: dict[str, str] = {
+    **FAST_TIMERS,
     "VPCCNI_POOL_LOOP_PERIOD": "0.1",
-    "VPCCNI_RELEASE_SPACING": "1",
-    "VPCCNI_MIN_ENI_AGE": "1",
     "VPCCNI_EC2_RECONCILE_PERIOD": "2",
-    "VPCCNI_SUBNET_FULL_BACKOFF": "2",
-    "VPCCNI_SCALE_DOWN_WINDOW": "0",
-    "IP_COOLDOWN_PERIOD": "1",
-    "VPCCNI_API_MUTATING_BUCKET": "50",
-    "VPCCNI_API_MUTATING_REFILL": "50",
-    "VPCCNI_API_DESCRIBE_BUCKET": "100",
-    "VPCCNI_API_DESCRIBE_REFILL": "100",
-    "DISABLE_LEAKED_ENI_CLEANUP": "true",
 }
 
 
@@ -79,9 +72,14 @@ class Ipamd:
     # --- process ---------------------------------------------------------------------------------
 
     def env(self, crash: str | None = None) -> dict[str, str]:
-        env = ipamd_env(ec2_endpoint=self.cloud.ec2_endpoint, region=self.cloud.region,
-                        imds_endpoint=self.node.imds_endpoint, paths=self.paths,
-                        metrics_port=self.metrics_port, settings=self.settings)
+        env = ipamd_env(
+            ec2_endpoint=self.cloud.ec2_endpoint,
+            region=self.cloud.region,
+            imds_endpoint=self.node.imds_endpoint,
+            paths=self.paths,
+            metrics_port=self.metrics_port,
+            settings=self.settings,
+        )
         if crash:
             env[CRASH_ENV] = crash
         return env
@@ -130,8 +128,9 @@ class Ipamd:
     def delete(self, cid: str, ifname: str = "eth0") -> Response:
         return self.request(Op.DEL, cid, ifname=ifname, reason="PodDeleted")
 
-    def add_ok(self, cid: str, timeout_s: float = 20.0,
-               also_wait_for: frozenset[NoIpReason] = frozenset()) -> str:
+    def add_ok(
+        self, cid: str, timeout_s: float = 20.0, also_wait_for: frozenset[NoIpReason] = frozenset()
+    ) -> str:
         """ADD until it gets an address, retrying while the pool is still growing (kubelet retries too) or
         for any reason in ``also_wait_for``."""
 
@@ -195,8 +194,9 @@ class Ipamd:
 
     def ec2_cidrs(self) -> dict[str, set[str]]:
         """ENI -> pod CIDRs (secondary /32s and /28 prefixes) per EC2."""
-        return {e.eni_id: {f"{a}/32" for a in e.private_ips[1:]} | set(e.ipv4_prefixes)
-                for e in self.ec2_enis()}
+        return {
+            e.eni_id: {f"{a}/32" for a in e.private_ips[1:]} | set(e.ipv4_prefixes) for e in self.ec2_enis()
+        }
 
 
 @pytest.fixture(scope="module")
@@ -209,13 +209,20 @@ def ipamd_cloud() -> Iterator[LocalCloud]:
 def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
     made: list[Ipamd] = []
 
-    def make(instance_type: str = "m5.large", settings: Mapping[str, str] | None = None, *,
-             node: Node | None = None, start: bool = True, crash: str | None = None,
-             **node_kwargs: Any) -> Ipamd:
+    def make(
+        instance_type: str = "m5.large",
+        settings: Mapping[str, str] | None = None,
+        *,
+        node: Node | None = None,
+        start: bool = True,
+        crash: str | None = None,
+        **node_kwargs: Any,
+    ) -> Ipamd:
         node = node or ipamd_cloud.add_node(instance_type, **node_kwargs)
         workdir = tempfile.mkdtemp(prefix="vpccni-ipamd-")  # short: socket paths must fit in 108 bytes
-        ipamd = Ipamd(ipamd_cloud, node, IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})},
-                      free_tcp_port())
+        ipamd = Ipamd(
+            ipamd_cloud, node, IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})}, free_tcp_port()
+        )
         made.append(ipamd)
         if start:
             ipamd.start(crash=crash)

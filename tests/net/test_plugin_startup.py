@@ -35,7 +35,8 @@ PLUGIN_MODULES = {
     "plugin.release",
     "plugin.netconf",
 }
-LIBRARY_MODULES = {"vpccni", "vpccni.protocol", "vpccni.errors", "vpccni.fsutil", "vpccni.wirejson"}  # stdlib-only
+# All standard-library only.
+LIBRARY_MODULES = {"vpccni", "vpccni.protocol", "vpccni.errors", "vpccni.fsutil", "vpccni.wirejson"}
 
 
 @pytest.fixture(scope="module")

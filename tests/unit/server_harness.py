@@ -19,14 +19,20 @@ from ipamd.hooks import InMemoryServerMetrics, PoolStatus
 from ipamd.podnet import NullPodNetwork, PodNetwork
 from ipamd.recovery import EniView, recover
 from ipamd.server import IpamServer, ServerSettings
-from vpccni.protocol import Allocation, Op, Request, Response, decode_response, encode_request
+from vpccni.ipamd_client import call_async
+from vpccni.protocol import Allocation, Op, Request, Response
 
 NETNS = "/proc/self/ns/net"  # a real network namespace every test process has
 
 
 def eni(addresses: int) -> EniView:
-    return EniView("eni-test", 1, False, "10.1.0.0/16",
-                   tuple(f"10.1.{i // 200}.{i % 200 + 10}/32" for i in range(addresses)))
+    return EniView(
+        "eni-test",
+        1,
+        False,
+        "10.1.0.0/16",
+        tuple(f"10.1.{i // 200}.{i % 200 + 10}/32" for i in range(addresses)),
+    )
 
 
 @dataclass
@@ -65,8 +71,9 @@ async def running_ipamd(
         recover(datastore, None, [eni(addresses)])
         committer = GroupCommitter(state_path, lambda: snapshot_of(datastore, time.time()), time.time)
         metrics = InMemoryServerMetrics()
-        handler = RequestHandler(datastore, committer, podnet or NullPodNetwork(), metrics=metrics,
-                                 pool_status=pool_status)
+        handler = RequestHandler(
+            datastore, committer, podnet or NullPodNetwork(), metrics=metrics, pool_status=pool_status
+        )
         server = IpamServer(handler, ServerSettings(socket_path=socket_path, shutdown_grace_s=2.0))
         await server.start()
         try:
@@ -80,24 +87,21 @@ async def running_ipamd(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def call(socket_path: str, req: Request) -> Response:
-    reader, writer = await asyncio.open_unix_connection(socket_path)
-    try:
-        writer.write(encode_request(req))
-        return decode_response(await reader.readline())
-    finally:
-        writer.close()
+call = call_async  # one request, one response, over the real socket
 
 
-def add(cid: str, *, network: str = "vpccni", ifname: str = "eth0", netns: str = NETNS,
-        deadline_ms: int = 0) -> Request:
-    return Request(op=Op.ADD, network=network, container_id=cid, ifname=ifname, netns=netns,
-                   deadline_ms=deadline_ms)
+def add(
+    cid: str, *, network: str = "vpccni", ifname: str = "eth0", netns: str = NETNS, deadline_ms: int = 0
+) -> Request:
+    return Request(
+        op=Op.ADD, network=network, container_id=cid, ifname=ifname, netns=netns, deadline_ms=deadline_ms
+    )
 
 
 def delete(cid: str, *, network: str = "vpccni", ifname: str = "eth0", netns: str = "") -> Request:
-    return Request(op=Op.DEL, network=network, container_id=cid, ifname=ifname, netns=netns,
-                   reason="PodDeleted")
+    return Request(
+        op=Op.DEL, network=network, container_id=cid, ifname=ifname, netns=netns, reason="PodDeleted"
+    )
 
 
 @dataclass

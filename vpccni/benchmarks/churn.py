@@ -29,9 +29,9 @@ from typing import Any
 from vpccni.benchmarks.churn_trace import PodLife, TimeScale, churn_trace, peak_concurrency
 from vpccni.benchmarks.stats import machine_load
 from vpccni.cli import fail
-from vpccni.ipamd_client import IpamdUnreachable, call, introspect
+from vpccni.ipamd_client import IpamdUnreachable, call, call_async, introspect
 from vpccni.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
-from vpccni.protocol import ErrorKind, Op, Request, decode_response, encode_request
+from vpccni.protocol import ErrorKind, Op, Request
 
 GOAL_MUTATING_PER_1000 = 20.0
 SCENARIOS: tuple[tuple[str, dict[str, str]], ...] = (
@@ -50,10 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the pod trace (default 1)")
     parser.add_argument("--pods", type=int, default=1000, help="pods in the trace (default 1000)")
     parser.add_argument("--concurrency", type=float, default=20.0, help="mean pods alive (default 20)")
-    parser.add_argument("--lifetime", type=float, default=120.0,
-                        help="mean pod lifetime, cluster seconds (default 120)")
-    parser.add_argument("--scale", type=float, default=100.0,
-                        help="cluster seconds per wall second; ipamd's timers scale with it (default 100)")
+    parser.add_argument(
+        "--lifetime", type=float, default=120.0, help="mean pod lifetime, cluster seconds (default 120)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=100.0,
+        help="cluster seconds per wall second; ipamd's timers scale with it (default 100)",
+    )
     parser.add_argument("--instance-type", default="m5.xlarge", help="node instance type (default m5.xlarge)")
 
 
@@ -69,15 +74,6 @@ class Tally:
     in_use_samples: list[int] = field(default_factory=list)
 
 
-async def _request(socket_path: str, req: Request) -> Any:
-    reader, writer = await asyncio.open_unix_connection(socket_path)
-    try:
-        writer.write(encode_request(req))
-        return decode_response(await reader.readline())
-    finally:
-        writer.close()
-
-
 async def _pod(pod: PodLife, socket_path: str, scale: TimeScale, start: float, tally: Tally) -> None:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(start + scale.wall(pod.arrive_s) - loop.time(), 0.0))
@@ -85,7 +81,7 @@ async def _pod(pod: PodLife, socket_path: str, scale: TimeScale, start: float, t
     first = True
     while True:
         tally.attempts += 1
-        answer = await _request(socket_path, add)
+        answer = await call_async(socket_path, add)
         if answer.ok:
             break
         kind = str(answer.error.kind) if answer.error else "unknown"
@@ -100,8 +96,10 @@ async def _pod(pod: PodLife, socket_path: str, scale: TimeScale, start: float, t
     waited = (loop.time() - start) * scale.factor - pod.arrive_s
     tally.max_wait_s = max(tally.max_wait_s, waited)
     await asyncio.sleep(max(start + scale.wall(pod.depart_s) - loop.time(), 0.0))
-    answer = await _request(socket_path, Request(op=Op.DEL, network=NETWORK, container_id=pod.name,
-                                                 ifname="eth0", reason="PodDeleted"))
+    answer = await call_async(
+        socket_path,
+        Request(op=Op.DEL, network=NETWORK, container_id=pod.name, ifname="eth0", reason="PodDeleted"),
+    )
     tally.dels += 1
     if not answer.ok:
         tally.errors["del"] = tally.errors.get("del", 0) + 1
@@ -137,14 +135,24 @@ def _wait_pool_ready(paths: IpamdPaths, timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def _scenario(cloud: Any, trace: list[PodLife], scale: TimeScale, instance_type: str, name: str,
-              settings: dict[str, str]) -> dict[str, Any]:
+def _scenario(
+    cloud: Any,
+    trace: list[PodLife],
+    scale: TimeScale,
+    instance_type: str,
+    name: str,
+    settings: dict[str, str],
+) -> dict[str, Any]:
     node = cloud.add_node(instance_type)
     with tempfile.TemporaryDirectory(prefix="vpccni-churn-") as workdir:
         paths = IpamdPaths(workdir)
-        env = ipamd_env(ec2_endpoint=cloud.ec2_endpoint, region=cloud.region,
-                        imds_endpoint=node.imds_endpoint, paths=paths,
-                        settings={**scale.ipamd_timers(), **scale.ipamd_rates(), **settings})
+        env = ipamd_env(
+            ec2_endpoint=cloud.ec2_endpoint,
+            region=cloud.region,
+            imds_endpoint=node.imds_endpoint,
+            paths=paths,
+            settings={**scale.ipamd_timers(), **scale.ipamd_rates(), **settings},
+        )
         cloud.server.reset_counters()
         process = IpamdProcess(env, paths).start()
         try:
@@ -160,12 +168,21 @@ def _scenario(cloud: Any, trace: list[PodLife], scale: TimeScale, instance_type:
 
 
 def _stats(samples: list[int]) -> dict[str, float]:
-    return {"mean": round(sum(samples) / len(samples), 2) if samples else 0.0,
-            "max": max(samples, default=0), "samples": len(samples)}
+    return {
+        "mean": round(sum(samples) / len(samples), 2) if samples else 0.0,
+        "max": max(samples, default=0),
+        "samples": len(samples),
+    }
 
 
-def _result(name: str, settings: dict[str, str], trace: list[PodLife], counters: dict[str, dict[str, int]],
-            tally: Tally, wall: float) -> dict[str, Any]:
+def _result(
+    name: str,
+    settings: dict[str, str],
+    trace: list[PodLife],
+    counters: dict[str, dict[str, int]],
+    tally: Tally,
+    wall: float,
+) -> dict[str, Any]:
     mutating = sum(c["calls"] for action, c in counters.items() if not action.startswith(_NON_MUTATING))
     return {
         "name": name,
@@ -177,9 +194,14 @@ def _result(name: str, settings: dict[str, str], trace: list[PodLife], counters:
         "throttled_calls": sum(c["throttled"] for c in counters.values()),
         "idle_addresses": _stats(tally.free_samples),
         "in_use_addresses": _stats(tally.in_use_samples),
-        "adds": {"pods": len(trace), "attempts": tally.attempts, "no_ip": tally.no_ip,
-                 "pods_waited": tally.pods_waited, "max_wait_cluster_s": round(tally.max_wait_s, 1),
-                 "errors": tally.errors},
+        "adds": {
+            "pods": len(trace),
+            "attempts": tally.attempts,
+            "no_ip": tally.no_ip,
+            "pods_waited": tally.pods_waited,
+            "max_wait_cluster_s": round(tally.max_wait_s, 1),
+            "errors": tally.errors,
+        },
         "dels": tally.dels,
         "wall_seconds": round(wall, 2),
     }
@@ -189,8 +211,12 @@ def scaled_throttling(scale: TimeScale) -> Any:
     """AWS's per-account EC2 buckets with their refill rates on the trace's clock."""
     from vpccni.localcloud import BucketSpec, ThrottleConfig
 
-    return ThrottleConfig(buckets={name: BucketSpec(spec.capacity, spec.refill_per_s * scale.factor)
-                                   for name, spec in ThrottleConfig().buckets.items()})
+    return ThrottleConfig(
+        buckets={
+            name: BucketSpec(spec.capacity, spec.refill_per_s * scale.factor)
+            for name, spec in ThrottleConfig().buckets.items()
+        }
+    )
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,8 +225,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     trace = churn_trace(args.seed, args.pods, args.concurrency, args.lifetime)
     scale = TimeScale(args.scale)
     with LocalCloud(profile="fast", seed=args.seed, throttle=scaled_throttling(scale)) as cloud:
-        runs = [_scenario(cloud, trace, scale, args.instance_type, name, settings)
-                for name, settings in SCENARIOS]
+        runs = [
+            _scenario(cloud, trace, scale, args.instance_type, name, settings) for name, settings in SCENARIOS
+        ]
     defaults = runs[0]["mutating_per_1000_pods"]
     cloud_refill = {name: spec.refill_per_s for name, spec in scaled_throttling(scale).buckets.items()}
     return {
@@ -211,14 +238,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "mean_lifetime_cluster_s": args.lifetime,
         "trace_cluster_s": round(trace[-1].depart_s, 1),
         "instance_type": args.instance_type,
-        "time_scale": {"cluster_s_per_wall_s": args.scale, "ipamd_timers": scale.ipamd_timers(),
-                       "ipamd_budget_refill": scale.ipamd_rates(),
-                       "cloud_refill_per_s": cloud_refill,
-                       "not_scaled": "burst sizes, the budget's AIMD recovery interval, "
-                                     "the 1 s IMDS check floor"},
+        "time_scale": {
+            "cluster_s_per_wall_s": args.scale,
+            "ipamd_timers": scale.ipamd_timers(),
+            "ipamd_budget_refill": scale.ipamd_rates(),
+            "cloud_refill_per_s": cloud_refill,
+            "not_scaled": "burst sizes, the budget's AIMD recovery interval, the 1 s IMDS check floor",
+        },
         "runs": runs,
-        "goal": {"mutating_per_1000_pods_with_defaults": GOAL_MUTATING_PER_1000,
-                 "met": defaults <= GOAL_MUTATING_PER_1000},
+        "goal": {
+            "mutating_per_1000_pods_with_defaults": GOAL_MUTATING_PER_1000,
+            "met": defaults <= GOAL_MUTATING_PER_1000,
+        },
         "machine": machine_load(),
     }
 
@@ -241,16 +272,22 @@ def _print_text(r: dict[str, Any]) -> None:
         f"throttling refill scaled with it; not scaled: {ts['not_scaled']}",
         row("", [run["name"] for run in runs]),
     ]
-    lines += [row(f"EC2 {action}", [str(run["ec2_calls"].get(action, {}).get("calls", 0)) for run in runs])
-              for action in actions]
+    lines += [
+        row(f"EC2 {action}", [str(run["ec2_calls"].get(action, {}).get("calls", 0)) for run in runs])
+        for action in actions
+    ]
     lines += [
         row("mutating calls", [str(run["mutating_calls"]) for run in runs]),
         row("mutating calls per 1,000 pods", [f"{run['mutating_per_1000_pods']:g}" for run in runs]),
         row("throttled calls", [str(run["throttled_calls"]) for run in runs]),
-        row("idle addresses mean / max",
-            [f"{run['idle_addresses']['mean']:g} / {run['idle_addresses']['max']}" for run in runs]),
-        row("ADDs that found no IP (pods)", [f"{run['adds']['no_ip']} ({run['adds']['pods_waited']})"
-                                             for run in runs]),
+        row(
+            "idle addresses mean / max",
+            [f"{run['idle_addresses']['mean']:g} / {run['idle_addresses']['max']}" for run in runs],
+        ),
+        row(
+            "ADDs that found no IP (pods)",
+            [f"{run['adds']['no_ip']} ({run['adds']['pods_waited']})" for run in runs],
+        ),
         row("wall seconds", [f"{run['wall_seconds']:g}" for run in runs]),
         f"  goal: <= {r['goal']['mutating_per_1000_pods_with_defaults']:g} mutating calls per 1,000 pods "
         f"with defaults: {'met' if r['goal']['met'] else 'NOT met'}",

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from vpccni.errors import PermanentError
 from vpccni.localcloud.dataplane_state import EniLink, VpcRoute
-from vpccni.net.nsutil import error_code, open_netns, sysctl_path, write_sysctl_path
-from vpccni.net.testns import Netns
+from vpccni.net.nsutil import error_code, sysctl_path, write_sysctl_path
+from vpccni.net.testns import Netns, create_veth
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -120,18 +120,7 @@ def add_veth(
             for index in ipr.link_lookup(ifname=ifname):
                 with _ignoring(_ENODEV):
                     ipr.link("del", index=index)
-    fd = open_netns(b.path)
-    try:
-        peer: dict[str, Any] = {"ifname": b_ifname, "net_ns_fd": fd}
-        extra: dict[str, Any] = {}
-        if a_mac:
-            extra["address"] = a_mac
-        if mtu:
-            peer["mtu"] = extra["mtu"] = mtu
-        with a.iproute() as ipr:
-            ipr.link("add", ifname=a_ifname, kind="veth", peer=peer, **extra)
-    finally:
-        os.close(fd)
+    create_veth(a, a_ifname, b, b_ifname, a_mac=a_mac, mtu=mtu)
 
 
 def set_up(ns: Netns, ifname: str, *, address: str | None = None, prefixlen: int = 32) -> None:

@@ -130,6 +130,39 @@ class LinkStats:
     tx_packets: int
 
 
+def create_veth(
+    a: Netns,
+    a_ifname: str,
+    b: Netns,
+    b_ifname: str,
+    *,
+    a_mac: str | None = None,
+    b_mac: str | None = None,
+    mtu: int | None = None,
+    up: bool = False,
+) -> None:
+    """A veth created in ``a`` with its peer born directly in ``b`` (fast: no namespace move)."""
+    fd = open_netns(b.path)
+    try:
+        peer: dict[str, Any] = {"ifname": b_ifname, "net_ns_fd": fd}
+        extra: dict[str, Any] = {}
+        if b_mac:
+            peer["address"] = b_mac
+        if a_mac:
+            extra["address"] = a_mac
+        if mtu:
+            peer["mtu"] = extra["mtu"] = mtu
+        with a.iproute() as ipr:
+            ipr.link("add", ifname=a_ifname, kind="veth", peer=peer, **extra)
+            if up:
+                ipr.link("set", index=ipr.link_lookup(ifname=a_ifname)[0], state="up")
+    finally:
+        os.close(fd)
+    if up:
+        with b.iproute() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=b_ifname)[0], state="up")
+
+
 class NetnsFactory:
     """Creates prefixed namespaces and veths between them, and removes all of it on close()."""
 
@@ -186,25 +219,7 @@ class NetnsFactory:
                 raise NetnsToolError(
                     f"link name {name!r} must start with {self.prefix!r} and fit 15 characters"
                 )
-        fd = open_netns(b.path)
-        try:
-            peer: dict[str, Any] = {"ifname": b_ifname, "net_ns_fd": fd}
-            extra: dict[str, Any] = {}
-            if b_mac:
-                peer["address"] = b_mac
-            if a_mac:
-                extra["address"] = a_mac
-            if mtu:
-                peer["mtu"] = extra["mtu"] = mtu
-            with a.iproute() as ipr:
-                ipr.link("add", ifname=a_ifname, kind="veth", peer=peer, **extra)
-                if up:
-                    ipr.link("set", index=ipr.link_lookup(ifname=a_ifname)[0], state="up")
-        finally:
-            os.close(fd)
-        if up:
-            with b.iproute() as ipr:
-                ipr.link("set", index=ipr.link_lookup(ifname=b_ifname)[0], state="up")
+        create_veth(a, a_ifname, b, b_ifname, a_mac=a_mac, b_mac=b_mac, mtu=mtu, up=up)
 
     def close(self) -> None:
         """Remove everything this factory created; keeps going past individual failures, then reports."""
