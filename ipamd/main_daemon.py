@@ -92,6 +92,8 @@ class Daemon:
         self.leaks: LeakedEniSweeper | None = None
         self.k8s: KubernetesLink | None = None
         self.dataplane = Dataplane()
+        self._imds: ImdsClient | None = None
+        self._primary_mac = ""
         self.conflist = ConflistWriter(settings, self._can_serve)  # ipamd.conflist_writer: why gated
         self._initialized = False
 
@@ -176,8 +178,23 @@ class Daemon:
         if self.settings.dataplane == "none":
             return Dataplane()
         primary = await until_answered("IMDS primary interface", lambda: imds.interface(ident.mac), self.stop)
+        self._imds, self._primary_mac = imds, ident.mac
         return build_dataplane(self.settings, primary_mac=ident.mac, primary_ipv4=ident.local_ipv4,
                                vpc_cidrs=primary.vpc_cidrs)
+
+    async def _check_vpc_cidrs(self) -> None:
+        """A VPC may gain CIDR blocks while the node runs; SNAT must then spare them (aws: every 30 s).
+        IMDS is enough here: a lagging answer only delays the update by one period, it removes nothing;
+        an IMDS that does not answer is a warning, not a fault of this task."""
+        if self._imds is None:
+            return
+        try:
+            primary = await asyncio.to_thread(self._imds.interface, self._primary_mac)
+        except RetryableError as exc:
+            log.warning("VPC CIDR watch: %s", exc)
+            return
+        if primary.vpc_cidrs:
+            await self.dataplane.update_vpc_cidrs(primary.vpc_cidrs)
 
     def _kubernetes(self, primary_groups: tuple[str, ...]) -> KubernetesLink | None:
         if not self.settings.node_name:
@@ -270,6 +287,8 @@ class Daemon:
             tasks["host-network"] = every(max(s.pool_loop_period, HOST_PASS_MIN_INTERVAL_S),
                                           lambda: self.dataplane.reconcile(self.datastore),
                                           what="host network pass")
+            tasks["vpc-cidrs"] = every(s.vpc_cidr_check_period, self._check_vpc_cidrs, what="VPC CIDR watch",
+                                       jitter=0.1)
         tasks["conflist"] = self.conflist.run()
         if self.k8s is not None:
             link = self.k8s

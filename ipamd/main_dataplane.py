@@ -45,6 +45,10 @@ async def _no_reconcile(_: Datastore) -> None:
     return None
 
 
+async def _no_cidr_update(_: Sequence[str]) -> None:
+    return None
+
+
 @dataclass
 class Dataplane:
     podnet: PodNetwork = field(default_factory=NullPodNetwork)
@@ -52,6 +56,7 @@ class Dataplane:
     hooks: ReconcilerHooks = field(default_factory=ReconcilerHooks)  # ENI setup/teardown
     recovery_predicate: Callable[[], Callable[[Assignment], bool]] = lambda: _always_alive
     reconcile: Callable[[Datastore], Awaitable[None]] = _no_reconcile  # the host-network task's pass
+    update_vpc_cidrs: Callable[[Sequence[str]], Awaitable[None]] = _no_cidr_update  # SNAT's "inside the VPC"
     active: bool = False  # anything to reconcile at all
 
 
@@ -88,7 +93,10 @@ def build_dataplane(settings: Settings, *, primary_mac: str, primary_ipv4: str,
         for line in report.unresolved:
             log.warning("host network: %s", line)
 
-    return Dataplane(podnet=podnet, host_setup=host_setup,
+    async def update_vpc_cidrs(cidrs: Sequence[str]) -> None:
+        await asyncio.to_thread(hostnet.update_vpc_cidrs, cidrs)  # logs when the rules had to change
+
+    return Dataplane(podnet=podnet, host_setup=host_setup, update_vpc_cidrs=update_vpc_cidrs,
                      hooks=ReconcilerHooks(eni_attached=eni_attached, eni_detached=eni_detached),
                      recovery_predicate=podnet.pod_exists_predicate, reconcile=reconcile, active=True)
 

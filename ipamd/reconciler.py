@@ -218,7 +218,9 @@ class Reconciler:
 
     def _unauthorized(self, exc: Unauthorized) -> None:
         self.unauthorized[exc.action] = exc.message or exc.code
-        self.ctx.hooks.on_unauthorized(exc.action, exc.message or exc.code)
+        # The hook (a MissingIAMPermissions Event) names the permission EC2 said is missing, which is not
+        # always the action called: a tagged CreateNetworkInterface needs ec2:CreateTags too.
+        self.ctx.hooks.on_unauthorized(exc.permission, exc.message or exc.code)
         self.status.block(NoIpReason.UNAUTHORIZED, f"EC2 refused {exc.action}: missing IAM permission "
                           f"({exc.code}{': ' + exc.message if exc.message else ''})")
 

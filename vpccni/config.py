@@ -240,6 +240,9 @@ class Settings:
     ec2_reconcile_period: float = _env("VPCCNI_EC2_RECONCILE_PERIOD", 60.0, p.seconds(exclusive=True), (
         "How often the node's state is compared with EC2 when idle. Unit: seconds. Default 60 "
         "(aws-node's nodeIPPoolReconcileInterval)."))
+    vpc_cidr_check_period: float = _env("VPCCNI_VPC_CIDR_CHECK_PERIOD", 30.0, p.seconds(exclusive=True), (
+        "How often the VPC's CIDR blocks are read from IMDS, so traffic to a newly added block is not "
+        "SNAT'd. Unit: seconds. Default 30 (aws-node's VPC CIDR watcher)."))
     subnet_full_backoff: float = _env("VPCCNI_SUBNET_FULL_BACKOFF", 120.0, p.seconds(), (
         "No growth attempts for this long after a subnet-full or no-free-/28 error. Unit: seconds. "
         "Default 120 (aws-node's insufficientCidrErrorCooldown)."))

@@ -144,7 +144,15 @@ class CloudNotFound(CloudError, PermanentError):
 
 
 class Unauthorized(CloudError, PermanentError):
-    """The caller lacks the IAM permission for ``action`` (UnauthorizedOperation)."""
+    """The caller lacks an IAM permission for ``action`` (UnauthorizedOperation)."""
+
+    @property
+    def permission(self) -> str:
+        """The permission EC2 says is missing, e.g. ``ec2:CreateTags`` for a tagged CreateNetworkInterface
+        (EC2 names it: "... is not authorized to perform: ec2:X ..."); ``ec2:<action>`` when it does not."""
+        _, found, rest = self.message.partition("is not authorized to perform: ")
+        named = rest.split(None, 1)[0].rstrip(".,;") if found and rest else ""
+        return named if named.startswith("ec2:") else f"ec2:{self.action}"
 
 
 class CloudInvalidRequest(CloudError, PermanentError):

@@ -136,3 +136,21 @@ def test_a_non_ec2_answer_is_a_server_error():
     assert isinstance(mapped, CloudServerError)
     assert isinstance(mapped, RetryableError)
     assert mapped.__cause__ is exc
+
+
+def test_unauthorized_names_the_permission_ec2_says_is_missing() -> None:
+    from vpccni.errors import Unauthorized
+
+    tagged_create = Unauthorized(
+        "CreateNetworkInterface",
+        "UnauthorizedOperation",
+        "You are not authorized to perform this operation. User: arn:aws:iam::123:user/n is not authorized "
+        "to perform: ec2:CreateTags on resource: arn:aws:ec2:us-west-2:123:network-interface/* because no "
+        "identity-based policy allows the ec2:CreateTags action.",
+    )
+    assert tagged_create.permission == "ec2:CreateTags"
+    assert Unauthorized("AssignPrivateIpAddresses", "UnauthorizedOperation", "").permission == (
+        "ec2:AssignPrivateIpAddresses"
+    )
+    denied = Unauthorized("DescribeSubnets", "AccessDenied", "Access denied")
+    assert denied.permission == "ec2:DescribeSubnets"
