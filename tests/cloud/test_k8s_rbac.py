@@ -81,6 +81,5 @@ def test_chart_grants_everything_used_by_default(kube: KubeCluster) -> None:
 
 @pytest.mark.parametrize("values", [{}, {"env": {"ANNOTATE_POD_IP": "true"}}])
 def test_chart_grants_nothing_ipamd_does_not_use(values: dict[str, Any]) -> None:
-    """Least privilege the other way round: every granted permission is one the code sends, except
-    ``nodes/status`` patch, which the chart reserves for a readiness node condition not written yet."""
-    assert granted(values) - PERMISSIONS_USED == {Permission("", "nodes/status", "patch")}
+    """Least privilege the other way round: every granted permission is one the code sends."""
+    assert granted(values) - PERMISSIONS_USED == set()
