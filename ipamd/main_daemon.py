@@ -50,6 +50,8 @@ from ipamd.main_k8s import KubernetesLink
 from ipamd.main_node import Stopped, identity, instance_limits, node_facts, until_answered
 from ipamd.main_tasks import FailureWindow, TaskFailed, Wakeup, every, self_probe, supervise
 from ipamd.metrics import Metrics
+from ipamd.pod_annotations import AnnotatingPodNetwork, PodIpAnnotator
+from ipamd.podnet import PodNetwork
 from ipamd.reconciler import Reconciler
 from ipamd.reconciler_context import NodeContext
 from ipamd.reconciler_node import prefix_delegation
@@ -91,6 +93,7 @@ class Daemon:
         self.committer: GroupCommitter | None = None
         self.leaks: LeakedEniSweeper | None = None
         self.k8s: KubernetesLink | None = None
+        self.annotator: PodIpAnnotator | None = None  # ANNOTATE_POD_IP
         self.dataplane = Dataplane()
         self._imds: ImdsClient | None = None
         self._primary_mac = ""
@@ -153,9 +156,13 @@ class Daemon:
                  len(report.dropped))
         await dataplane.host_setup()
         self.dataplane = dataplane
+        podnet: PodNetwork = dataplane.podnet
+        if self.k8s is not None and s.annotate_pod_ip:
+            self.annotator = PodIpAnnotator(self.k8s.agent)
+            podnet = AnnotatingPodNetwork(podnet, self.annotator)
         self.handler = RequestHandler(
             ds, CrashingCommitter(self.committer, self.crash),
-            CrashingPodNetwork(dataplane.podnet, self.crash),
+            CrashingPodNetwork(podnet, self.crash),
             pool_status=status, metrics=self.feed, settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
         self.server = IpamServer(self.handler, ServerSettings(socket_path=s.socket_path))
         await self.server.start()
@@ -296,6 +303,8 @@ class Daemon:
             self.conflist.on_in_place = refresh  # the taint goes as soon as the conflist is in place
             tasks["kubernetes"] = every(K8S_REFRESH_S, refresh, what="Kubernetes refresh", jitter=0.1,
                                         first_delay_s=0.0)
+        if self.annotator is not None:
+            tasks["pod-annotations"] = self.annotator.run()
         for endpoint in self.endpoints:
             tasks[endpoint.name] = endpoint.serve_forever()
         return tasks
