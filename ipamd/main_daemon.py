@@ -176,6 +176,8 @@ class Daemon:
         if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning):
             self.leaks = LeakedEniSweeper(provider, vpc_id=facts.vpc_id, cluster_name=s.cluster_name,
                                           grace_s=s.leaked_eni_gc_grace, lock=self.reconciler.lock)
+        if self.k8s is not None:
+            await self.k8s.first_read(self.reconciler)
         await self.reconciler.tick()  # pre-scale: fill the pool before the first pod asks
         self._note_initialized()
         log.info("ipamd ready on %s: %s %s, %d ENI(s), %d free address(es)", s.socket_path, facts.instance_id,

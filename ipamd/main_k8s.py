@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 
 from ipamd.k8s import K8sNodeAgent
+from ipamd.k8s_model import NodeFacts
 from ipamd.reconciler import Reconciler
 from ipamd.reconciler_context import ReconcilerHooks
 from ipamd.reconciler_node import EniTarget
@@ -56,12 +57,25 @@ class KubernetesLink:
         self._events.add(task)
         task.add_done_callback(self._events.discard)
 
+    async def read_node(self, reconciler: Reconciler) -> NodeFacts:
+        """The Node's cordon state and pod capacity, into the reconciler's inputs."""
+        facts = await asyncio.to_thread(self.agent.node_facts)
+        self._unschedulable = facts.unschedulable
+        reconciler.set_node_capacity_pods(facts.max_pods)
+        return facts
+
+    async def first_read(self, reconciler: Reconciler) -> None:
+        """Before the pre-scale pass: a cordoned node must not grow even once (AWS_MANAGE_ENIS_NON_
+        SCHEDULABLE). Best effort: an unreachable API server is logged and the refresh task retries."""
+        try:
+            await self.read_node(reconciler)
+        except KubernetesError as exc:
+            log.warning("Kubernetes at start: %s (node state unknown until the next refresh)", exc)
+
     async def refresh(self, reconciler: Reconciler, can_serve: Callable[[], bool]) -> None:
         """One pass of the ``kubernetes`` task."""
         try:
-            facts = await asyncio.to_thread(self.agent.node_facts)
-            self._unschedulable = facts.unschedulable
-            reconciler.set_node_capacity_pods(facts.max_pods)
+            facts = await self.read_node(reconciler)
             if facts.has_startup_taint and can_serve():
                 await asyncio.to_thread(self.agent.remove_startup_taint)
         except KubernetesError as exc:

@@ -113,3 +113,27 @@ def test_an_unsupported_launch_form_is_refused_not_half_done(ec2: Any, network: 
     assert error_code(excinfo) == "Unsupported"
     assert "SecondaryPrivateIpAddressCount" in excinfo.value.response["Error"]["Message"]
     assert ec2.describe_instances()["Reservations"] == []
+
+
+def test_an_attached_eni_keeps_its_own_security_groups(ec2: Any, network: Network) -> None:
+    """EC2 reports an ENI's own groups; moto also lists its instance's once attached (corrected here):
+    custom networking relies on an ENI created with the ENIConfig's groups keeping exactly those."""
+    node_sg = ec2.create_security_group(GroupName="node", Description="n", VpcId=network.vpc_id)["GroupId"]
+    pods_sg = ec2.create_security_group(GroupName="pods", Description="p", VpcId=network.vpc_id)["GroupId"]
+    instance = ec2.run_instances(
+        ImageId="ami-0123456789abcdef0",
+        InstanceType="m5.large",
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=network.subnet_id,
+        SecurityGroupIds=[node_sg],
+    )["Instances"][0]
+    eni = create_eni(ec2, network.subnet_id, Groups=[pods_sg])
+    ec2.attach_network_interface(
+        NetworkInterfaceId=eni["NetworkInterfaceId"], InstanceId=instance["InstanceId"], DeviceIndex=1
+    )
+    found = ec2.describe_network_interfaces(
+        Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}]
+    )["NetworkInterfaces"]
+    groups = {i["Attachment"]["DeviceIndex"]: [g["GroupId"] for g in i["Groups"]] for i in found}
+    assert groups == {0: [node_sg], 1: [pods_sg]}

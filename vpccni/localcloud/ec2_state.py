@@ -31,6 +31,16 @@ PREFIX_ATTR = "ipv4_prefixes"
 _BACKEND_CREATION = threading.Lock()
 
 
+def _own_security_groups_only() -> None:
+    """moto reports an attached ENI's security groups as its own PLUS its instance's; EC2 reports the
+    ENI's own. An ENI that custom networking created with an ENIConfig's groups would look, after attach,
+    as if it also had the node's. Idempotent (the same property each time)."""
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+
+    own_groups = property(lambda eni: eni._group_set)
+    NetworkInterface.group_set = own_groups  # type: ignore[method-assign,assignment]
+
+
 @dataclass(frozen=True)
 class InstanceTypeLimits:
     """What DescribeInstanceTypes says about one type's networking."""
@@ -100,6 +110,7 @@ class Ec2State:
         """
         from moto import settings
 
+        _own_security_groups_only()
         with _BACKEND_CREATION:
             original = settings.ec2_load_default_amis
             if not load_default_amis:
