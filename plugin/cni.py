@@ -45,10 +45,10 @@ from vpccni.protocol import (
     ErrorKind,
     NoIpReason,
     PodRef,
-    Record,
     valid_identifier,
     valid_ifname,
 )
+from vpccni.values import Record
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False

@@ -18,7 +18,8 @@ from plugin.cni import (
     require_verb_allowed,
 )
 from vpccni import wirejson
-from vpccni.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, Attachment, Record, valid_identifier
+from vpccni.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, Attachment, valid_identifier
+from vpccni.values import Record
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False

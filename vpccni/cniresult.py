@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import _socket
 
-from vpccni.protocol import Record
+from vpccni.values import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -36,7 +36,9 @@ PLUGIN_MODULES = {
     "plugin.netconf",
 }
 # All standard-library only.
-LIBRARY_MODULES = {"vpccni", "vpccni.protocol", "vpccni.errors", "vpccni.fsutil", "vpccni.wirejson"}
+LIBRARY_MODULES = {
+    "vpccni", "vpccni.protocol", "vpccni.errors", "vpccni.fsutil", "vpccni.wirejson", "vpccni.values"
+}
 
 
 @pytest.fixture(scope="module")
