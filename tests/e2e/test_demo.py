@@ -61,7 +61,16 @@ class DemoRun:
             time.sleep(0.05)
 
     def finish(self, timeout_s: float = RUN_TIMEOUT_S) -> int:
-        code = self.proc.wait(timeout_s)
+        try:
+            code = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            # Stuck: the demo dumps every thread's stack on SIGUSR1 (faulthandler); report it, then kill.
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2.0)
+            self.kill()
+            time.sleep(0.1)
+            stderr = "\n".join(self.err)
+            raise AssertionError(f"demo still running after {timeout_s}s; its stderr:\n{stderr}") from None
         time.sleep(0.1)  # let the pump threads drain the pipes
         return code
 

@@ -15,7 +15,9 @@ stderr says what; everything is removed anyway), 130 when interrupted before the
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
+import signal
 import time
 
 from vpccni import limits
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         return fail(prog, NEEDS_ROOT)
     from vpccni.demo import DemoOptions, run_demo
+
+    # `kill -USR1 <pid>` prints every thread's stack on stderr: what a demo that seems stuck is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     options = DemoOptions(node_types=tuple(args.node), keep=args.keep, json=args.json,
                           profile=args.profile, seed=args.seed)
