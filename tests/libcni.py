@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpccni.localcloud.cluster_node import runtime_env
+
 REPO = Path(__file__).resolve().parent.parent
 DRIVER_SRC_DIR = REPO / "tests" / "tools" / "libcni-driver"
 BUILD_ROOT = REPO / "build" / "libcni-driver"
@@ -225,15 +227,7 @@ def exec_plugin(
 ) -> Run:
     """Exec a plugin as a runtime does: CNI_* env (only the non-empty ones) and stdin."""
     data = stdin if isinstance(stdin, bytes) else json.dumps(stdin).encode()
-    cni_env = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": container_id,
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": ifname,
-        "CNI_ARGS": args,
-        "CNI_PATH": cni_path,
-    }
-    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    full.update({k: v for k, v in cni_env.items() if v})
-    full.update(env or {})
+    full = runtime_env(
+        command, container_id=container_id, netns=netns, ifname=ifname, args=args, cni_path=cni_path, env=env
+    )
     return _run(plugin, data, full, timeout)

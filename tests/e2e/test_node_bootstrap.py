@@ -38,8 +38,9 @@ from tests.kube import KubeCluster
 from tests.libcni import Libcni, build_driver, k8s_args
 from vpccni.conflist import CONFLIST_FILENAME
 from vpccni.ipamd_client import IpamdUnreachable, call
-from vpccni.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
+from vpccni.ipamd_process import IpamdPaths, ipamd_env
 from vpccni.localcloud.cloud import LocalCloud, Node
+from vpccni.localcloud.cluster_node import NodeIpamd
 from vpccni.localcloud.dataplane import VpcDataplane, sweep_dataplane
 from vpccni.localcloud.netns_sockets import listening_socket
 from vpccni.net.nsutil import read_sysctl_path
@@ -65,27 +66,6 @@ IPAMD_SETTINGS = {
 pytestmark = pytest.mark.skipif(
     not os.access(HOST_PYTHON, os.X_OK), reason=f"the node's Python {HOST_PYTHON} runs the plugin"
 )
-
-
-class NodeIpamd(IpamdProcess):
-    """ipamd started inside the node's namespace (killed by PID with the node if the test dies first)."""
-
-    def __init__(self, env: dict[str, str], paths: IpamdPaths, dp: VpcDataplane, instance_id: str) -> None:
-        super().__init__(env, paths)
-        self._dp, self._instance_id = dp, instance_id
-
-    def start(self) -> NodeIpamd:
-        os.makedirs(self.paths.workdir, exist_ok=True)
-        self._log = open(self.paths.log, "ab")  # noqa: SIM115 - lives as long as the child
-        self.proc = self._dp.spawn_in_node(
-            self._instance_id,
-            [sys.executable, "-m", "ipamd"],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
 
 
 @dataclass

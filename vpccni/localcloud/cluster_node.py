@@ -118,6 +118,32 @@ def k8s_cni_args(namespace: str, name: str, container_id: str) -> str:
     )
 
 
+def runtime_env(
+    command: str,
+    *,
+    container_id: str = "",
+    netns: str = "",
+    ifname: str = "",
+    args: str = "",
+    cni_path: str = "",
+    env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment a runtime execs a plugin with: PATH, the non-empty CNI_* values (so a test can leave
+    one out), then ``env`` (which may set anything, e.g. a bad CNI_IFNAME)."""
+    cni = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container_id,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_ARGS": args,
+        "CNI_PATH": cni_path,
+    }
+    full = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    full.update({k: v for k, v in cni.items() if v})
+    full.update(env or {})
+    return full
+
+
 def exec_plugin(
     netns: Netns,
     plugin: str,
@@ -135,17 +161,15 @@ def exec_plugin(
     """Exec ``plugin`` inside ``netns`` with CNI_COMMAND=``command``; empty CNI_* values are not set (so a
     test can leave one out); ``env`` is added last (and may set anything, e.g. a bad CNI_IFNAME)."""
     data = stdin if isinstance(stdin, bytes) else json.dumps(stdin).encode()
-    cni_env = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": container_id,
-        "CNI_NETNS": pod_netns,
-        "CNI_IFNAME": ifname,
-        "CNI_ARGS": args,
-        "CNI_PATH": cni_path or os.path.dirname(plugin),
-    }
-    full = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-    full.update({k: v for k, v in cni_env.items() if v})
-    full.update(env or {})
+    full = runtime_env(
+        command,
+        container_id=container_id,
+        netns=pod_netns,
+        ifname=ifname,
+        args=args,
+        cni_path=cni_path or os.path.dirname(plugin),
+        env=env,
+    )
     proc = subprocess.run(
         ["ip", "netns", "exec", netns.name, plugin],
         input=data,
