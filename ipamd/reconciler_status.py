@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ipamd.datastore import Datastore
+from ipamd.hooks import DatastorePoolStatus
 from vpccni.protocol import NoIpReason
 
 THROTTLE_WINDOW_S = 60.0
@@ -100,12 +101,7 @@ class GrowthStatus:
         if throttles:
             return NoIpReason.THROTTLED, (f"EC2 throttled {throttles} call(s) in the last "
                                           f"{THROTTLE_WINDOW_S:.0f}s; the pool is retrying within its budget")
-        stats = self._datastore.stats()
-        if stats.total == 0:
-            return NoIpReason.GROWING, "the ENIs hold no pod address yet; the pool is being filled"
-        return NoIpReason.GROWING, (
-            f"all {stats.total} addresses are in use: {stats.assigned} assigned, {stats.cooling} cooling "
-            f"(IP_COOLDOWN_PERIOD={self._datastore.cooldown_s:g}s); the pool is being topped up")
+        return DatastorePoolStatus(self._datastore).why_no_ip()  # nothing blocks growth: say what is used
 
     def to_json(self) -> dict[str, Any]:
         return {

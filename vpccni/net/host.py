@@ -131,19 +131,24 @@ def _converge_address(ipr: IPRoute, index: int, address: str, prefixlen: int) ->
         ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
 
 
+def _delete_route(ipr: IPRoute, table: int, msg: Any) -> None:
+    """Delete exactly the route ``msg`` (from a dump of ``table``) describes."""
+    ipr.route(
+        "del",
+        table=table,
+        dst=msg.get_attr("RTA_DST") or "0.0.0.0",
+        dst_len=msg["dst_len"],
+        scope=msg["scope"],
+        oif=msg.get_attr("RTA_OIF"),
+    )
+
+
 def _converge_eni_table(ipr: IPRoute, table: int, index: int, gateway: str) -> None:
     """Table N holds exactly ``gateway/32 dev link scope link`` and ``default via gateway dev link``."""
     wanted = {(gateway, 32, None, index), (None, 0, gateway, index)}
     for msg in ipr.route("dump", table=table):
         if _route_key(msg) not in wanted:
-            ipr.route(
-                "del",
-                table=table,
-                dst=msg.get_attr("RTA_DST") or "0.0.0.0",
-                dst_len=msg["dst_len"],
-                scope=msg["scope"],
-                oif=msg.get_attr("RTA_OIF"),
-            )
+            _delete_route(ipr, table, msg)
     ipr.route("replace", dst=gateway, dst_len=32, oif=index, scope="link", table=table)
     ipr.route("replace", dst="0.0.0.0", dst_len=0, gateway=gateway, oif=index, table=table)
 
@@ -175,14 +180,7 @@ def teardown_eni(
         try:
             if table != MAIN_TABLE:
                 for msg in ipr.route("dump", table=table):
-                    ipr.route(
-                        "del",
-                        table=table,
-                        dst=msg.get_attr("RTA_DST") or "0.0.0.0",
-                        dst_len=msg["dst_len"],
-                        scope=msg["scope"],
-                        oif=msg.get_attr("RTA_OIF"),
-                    )
+                    _delete_route(ipr, table, msg)
             found = find_link_by_mac(ipr, validate_mac(mac)) if mac else None
             if found is not None:
                 step = f"remove address {address} from {found[1]} in {where}"
