@@ -34,6 +34,7 @@ def annotation(kube: KubeCluster, name: str) -> str | None:
 def test_pod_ip_annotation_follows_add_and_del(run_ipamd, kube: KubeCluster, enabled: bool) -> None:
     settings = {"MY_NODE_NAME": NODE, "CLUSTER_ENDPOINT": kube.url, "ANNOTATE_POD_IP": str(enabled).lower()}
     ipamd = run_ipamd("m5.large", settings)
+    wait_until("the pool to settle", ipamd.pool_settled)  # an ADD before the first pool pass is refused
     kube.create_pod("default", "web", node_name=NODE)
     kube.create_pod("default", "other", node_name=NODE)
     pod = PodRef(namespace="default", name="web")
