@@ -24,6 +24,7 @@ from __future__ import annotations
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,30 @@ ONE_LINE_MAX = 400  # characters of a failure message
 def run_prefix() -> str:
     """``dm`` and 4 random hex digits: unique per run, short enough for link names (IFNAMSIZ)."""
     return PREFIX_STEM + secrets.token_hex(2)
+
+
+class StopRequest:
+    """Ctrl-C / SIGTERM, honoured at safe points between steps.
+
+    The handler only records the request; :meth:`check` (called between steps) turns it into
+    KeyboardInterrupt. Raising from the handler itself would land at an arbitrary point inside the cluster
+    code (a child half started, a server half stopped) and leave the cleanup something it cannot undo.
+    Every step is short (a node ~1 s, a pod ~50 ms), so the demo still stops promptly.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested.set()
+
+    def check(self) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+
+    def wait(self) -> None:
+        """Sleep until a stop is requested (``--keep``)."""
+        self.requested.wait()
 
 
 class Progress:
@@ -84,10 +109,19 @@ class EniPlace:
 class Demo:
     """One run of the demo over its own :class:`EmulatedCluster`. ``close()`` removes everything."""
 
-    def __init__(self, node_types: Sequence[str], progress: Progress, *, profile: str = "fast",
-                 seed: int = 0, prefix: str | None = None) -> None:
+    def __init__(
+        self,
+        node_types: Sequence[str],
+        progress: Progress,
+        *,
+        profile: str = "fast",
+        seed: int = 0,
+        prefix: str | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.node_types = list(node_types)
         self.progress = progress
+        self.stop = stop or StopRequest()
         self.prefix = prefix or run_prefix()
         self.cluster = EmulatedCluster([], prefix=self.prefix, profile=profile, seed=seed)
         self.pods: list[Pod] = []
@@ -99,9 +133,12 @@ class Demo:
     # --- steps ---------------------------------------------------------------------------------------
 
     def bring_up_cloud(self) -> None:
-        self.progress.say("starting the local cloud (EC2 semantics on moto, one IMDS per node) and the "
-                          "emulated VPC (router, remote VPC host, internet host) ...")
+        self.progress.say(
+            "starting the local cloud (EC2 semantics on moto, one IMDS per node) and the "
+            "emulated VPC (router, remote VPC host, internet host) ..."
+        )
         self.cluster.start()
+        self.stop.check()
         vpc, subnet, _ = self.cluster.cloud.default_network()
         self.progress.say(
             f"local cloud up: EC2 {self.cluster.cloud.ec2_endpoint}, VPC {vpc.cidr}, node subnet "
@@ -112,6 +149,7 @@ class Demo:
     def add_nodes(self) -> list[ClusterNode]:
         nodes = []
         for number, instance_type in enumerate(self.node_types, start=1):
+            self.stop.check()
             started = time.monotonic()
             self.progress.say(f"node {number}: launching a {instance_type} and starting ipamd inside it ...")
             node = self.cluster.add_node(instance_type)
@@ -129,13 +167,17 @@ class Demo:
         total = sum(counts)
         for node, count in zip(nodes, counts, strict=True):
             for _ in range(count):
+                self.stop.check()
                 name = f"web-{len(self.pods) + 1}"
                 started = time.monotonic()
                 pod = self.cluster.add_pod(node, POD_NAMESPACE, name)
                 self.pods.append(pod)
                 place = self.eni_of(pod)
-                where = "primary ENI" if place.device_index == 0 else (
-                    f"secondary ENI, device {place.device_index}")
+                where = (
+                    "primary ENI"
+                    if place.device_index == 0
+                    else (f"secondary ENI, device {place.device_index}")
+                )
                 self.progress.say(
                     f"pod {len(self.pods)}/{total} {POD_NAMESPACE}/{name} added on {node.name} "
                     f"({node.instance_type}) through the CNI plugin: {pod.ip} from {place.eni_id} "
@@ -151,9 +193,14 @@ class Demo:
         raise ProbeFailed(f"EC2 shows no ENI of {pod.node.instance_id} holding {pod.ip}")
 
     def probe(self) -> list[PodRow]:
-        self.progress.say(f"probing by TCP: each pod -> remote VPC host {self.cluster.remote_ip}, each pod "
-                          f"-> internet host {self.cluster.internet_ip}, remote VPC host -> each pod ...")
-        rows = [self.probe_pod(pod) for pod in self.pods]
+        self.progress.say(
+            f"probing by TCP: each pod -> remote VPC host {self.cluster.remote_ip}, each pod "
+            f"-> internet host {self.cluster.internet_ip}, remote VPC host -> each pod ..."
+        )
+        rows = []
+        for pod in self.pods:
+            self.stop.check()
+            rows.append(self.probe_pod(pod))
         self.progress.say(f"probed {len(rows)} pods")
         return rows
 
@@ -180,8 +227,10 @@ class Demo:
         """What a newcomer can run while ``--keep`` holds the cluster up."""
         lines = []
         for node in self.cluster.nodes:
-            lines.append(f"  {node.name} {node.instance_id}: ip netns exec {node.netns.name} ip rule; "
-                         f"vpccni status --introspection {node.paths.introspection}")
+            lines.append(
+                f"  {node.name} {node.instance_id}: ip netns exec {node.netns.name} ip rule; "
+                f"vpccni status --introspection {node.paths.introspection}"
+            )
         for pod in self.pods[:3]:
             lines.append(f"  {pod.namespace}/{pod.name}: ip netns exec {pod.netns.name} ip addr show eth0")
         return lines
@@ -221,19 +270,19 @@ class DemoOptions:
     seed: int = 0
 
 
-def run_demo(prog: str, options: DemoOptions, out: TextIO | None = None,
-             started: float | None = None) -> int:
+def run_demo(prog: str, options: DemoOptions, out: TextIO | None = None, started: float | None = None) -> int:
     """The whole demo: 0 when traffic showed what EC2 would, 1 if not or on a failure (one line on
     stderr), 130 when interrupted before the table. Everything is removed before returning, also on
-    Ctrl-C or SIGTERM: both raise KeyboardInterrupt while the demo runs and are ignored while it cleans up
-    (a second Ctrl-C must not cut the cleanup short)."""
+    Ctrl-C or SIGTERM: while the demo runs they are recorded and honoured between steps (StopRequest);
+    while it cleans up they are ignored (a second Ctrl-C must not cut the cleanup short)."""
     out = out or sys.stdout
     progress = Progress(prog, started=started)
     status = 0
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in _STOP_SIGNALS}
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in _STOP_SIGNALS}
     demo: Demo | None = None
     try:
-        demo = Demo(options.node_types, progress, profile=options.profile, seed=options.seed)
+        demo = Demo(options.node_types, progress, profile=options.profile, seed=options.seed, stop=stop)
         status = _show(demo, options, out)
     except KeyboardInterrupt:
         progress.say("interrupted")
@@ -269,8 +318,11 @@ def _show(demo: Demo, options: DemoOptions, out: TextIO) -> int:
     demo.bring_up_cloud()
     demo.add_pods(demo.add_nodes())
     rows = demo.probe()
-    out.write(json_lines(rows) if options.json else
-              table(rows, demo.cluster.remote_ip, demo.cluster.internet_ip) + "\n")
+    out.write(
+        json_lines(rows)
+        if options.json
+        else table(rows, demo.cluster.remote_ip, demo.cluster.internet_ip) + "\n"
+    )
     out.flush()
     problems = problems_of(rows)
     for problem in problems:
@@ -280,21 +332,9 @@ def _show(demo: Demo, options: DemoOptions, out: TextIO) -> int:
         for line in demo.how_to_look_around():
             demo.progress.stream.write(line + "\n")
         demo.progress.stream.flush()
-        try:
-            wait_for_interrupt()
-        except KeyboardInterrupt:
-            demo.progress.say("stopping (Ctrl-C)")
+        demo.stop.wait()
+        demo.progress.say("stopping (Ctrl-C)")
     return 1 if problems else 0
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def wait_for_interrupt() -> None:
-    """Sleep until SIGINT or SIGTERM raises KeyboardInterrupt (see :func:`signals_as_interrupts`)."""
-    while True:
-        time.sleep(3600)
