@@ -11,8 +11,9 @@ address was released and given to another pod since this DEL's ``prevResult`` wa
 repeated DEL); then nothing is removed. The rules are keyed by address alone, so the route is the
 only way to tell the pods apart. That is why the host veth's name is read from ``prevResult`` too.
 
-The netlink side is :mod:`vpccni.net.hostroutes`, imported lazily, on this path only: with it comes
-pyroute2 (~120 ms per exec), and the normal path must stay standard-library only.
+The netlink side is :mod:`vpccni.net.hostroutes`, imported lazily, on this path only (the normal path
+loads as little as it can). It speaks raw rtnetlink (:mod:`vpccni.net.rtnl`), standard library only,
+so the fallback works with a bare host Python too; pyroute2 (~120 ms per exec) is not needed.
 """
 
 from __future__ import annotations

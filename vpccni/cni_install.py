@@ -7,7 +7,7 @@ instead runs the environment's interpreter with ``-I -S`` (written ``-IS``: Linu
 exactly one argument) -- no ``site``, no user site, no ``PYTHON*`` variables, no script directory on
 ``sys.path`` -- and puts exactly the directory holding ``plugin/`` and ``vpccni/`` first on
 ``sys.path``. The environment's library directories go LAST: the normal path never looks there
-(everything it imports is found earlier), but the DEL fallback's lazy ``import pyroute2`` does.
+(everything it imports is found earlier); a lazy third-party import would (none is on the plugin's paths).
 
 The init command installs it into HOST_CNI_BIN_PATH as ``vpccni``, the conflist's plugin ``type``
 (:data:`vpccni.conflist.PLUGIN_TYPE`). This module finds the plugin package next to ``vpccni`` (both
@@ -35,7 +35,7 @@ def package_root() -> str:
 
 
 def library_paths() -> tuple[str, ...]:
-    """This environment's site-packages directories (where pyroute2 lives), without the root."""
+    """This environment's site-packages directories, without the root."""
     paths = sysconfig.get_paths()
     out: list[str] = []
     for key in ("purelib", "platlib"):

@@ -89,8 +89,8 @@ class LauncherSpec:
     python: str = sys.executable
     root: str = field(default_factory=package_root)
     libraries: tuple[str, ...] | None = None
-    """Host site-packages (pyroute2, for the plugin's DEL fallback); None = this environment's when
-    ``python`` is this interpreter, else none."""
+    """Host site-packages, last on the plugin's sys.path (for lazy third-party imports; the plugin's
+    own paths need none); None = this environment's when ``python`` is this interpreter, else none."""
     host_fs_root: str = "/"
     self_contained: bool = False
     """Copy the plugin's stdlib-only files for the host and run them with ``python`` (the host's);

@@ -11,10 +11,10 @@ ones and the lazy ones inside functions (the DEL fallback's ``vpccni.net.hostrou
 ``if TYPE_CHECKING:`` blocks -- through every first-party module (``plugin``, ``vpccni``) they reach, with
 the packages' ``__init__`` files. Imports outside the standard library are allowed only off the start-up
 path: what ``plugin.main`` imports at module level, transitively, must be standard library or first-party,
-else init refuses (the copy would not start on a bare host). The rest -- pyroute2, for the DEL fallback
-when ipamd is down -- is optional: the launcher appends the host interpreter's own site directories (or
-``--host-library``) to ``sys.path`` last, so pyroute2 installed on the host improves that fallback, and
-without it the fallback still leaves its release record for ipamd.
+else init refuses (the copy would not start on a bare host). The rest -- pyroute2, reachable from a
+shared helper in ``vpccni.net`` but on none of the plugin's paths (the DEL fallback speaks raw rtnetlink)
+-- is optional: the launcher appends the host interpreter's own site directories (or ``--host-library``)
+to ``sys.path`` last, so a lazy third-party import, should one ever be reached, still finds the host's.
 
 Layout and atomicity: the directory is named by a digest of the files' paths and bytes and is built in a
 temporary directory, then renamed into place; the launcher, written after it, names that digest and finds

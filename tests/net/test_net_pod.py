@@ -224,8 +224,8 @@ def test_remove_host_routing_is_idempotent_and_cuts_the_pod_off(topo: Topology, 
 
     assert sorted(remove_host_routing(pod.ip, host_ifname=pod.att.host_ifname, netns=node)) == sorted(
         [
-            f"removed rule 512 to {pod.ip} lookup main",
-            f"removed rule 1536 from {pod.ip} lookup 2",
+            f"removed rule 512 to {pod.ip}",
+            f"removed rule 1536 from {pod.ip}",
             f"removed route {pod.ip}/32",
         ]
     )

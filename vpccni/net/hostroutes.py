@@ -3,8 +3,10 @@ table>`` (secondary ENIs only) and the ``ip/32 dev <host veth> scope link`` rout
 
 Three callers share it: pod setup/teardown, the continuous reconciler (aws-node only rewrites these at
 start, #3309; a rule lost to a stray ``ip rule flush`` then blackholes a pod until the next restart), and
-the CNI plugin's DEL fallback when ipamd is down. The plugin imports this module lazily, so it imports
-no pyroute2 at module load and nothing beyond the small pure helpers: pyroute2 is loaded on first use.
+the CNI plugin's DEL fallback when ipamd is down. The paths a pod operation takes (install on ADD,
+drop on DEL and in the fallback) speak raw rtnetlink (:mod:`vpccni.net.rtnl`): O(1) requests, no
+dumps, standard library only. Judging a whole node (CHECK, the reconciler) dumps rules through pyroute2,
+imported lazily on first use.
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vpccni.net.names import MAIN_TABLE, PRIO_FROM_POD, validate_ifname, validate_ipv4, validate_table
+from vpccni.net.names import (
+    MAIN_TABLE,
+    PRIO_FROM_POD,
+    PRIO_TO_POD,
+    validate_ifname,
+    validate_ipv4,
+    validate_table,
+)
 from vpccni.net.nsutil import error_code, fail, iproute
+from vpccni.net.rtnl import Rtnl, rtnl
 from vpccni.net.rules import RuleKey, RulePlan, owned_by_pod, plan_rules, pod_rules, rule_from_message
 
 if TYPE_CHECKING:
@@ -27,7 +37,6 @@ log = logging.getLogger(__name__)
 
 _ROUTE_GONE = frozenset({errno.ESRCH, errno.ENOENT})
 _SCOPE_LINK = 253
-_RTM_F_FIB_MATCH = 0x2000
 
 
 @dataclass(frozen=True)
@@ -75,45 +84,34 @@ def main_host_routes(ipr: IPRoute) -> dict[str, int]:
     return routes
 
 
-def host_route_oif(ipr: IPRoute, ipv4: str) -> int | None:
-    """The output link of the /32 route the node uses for ``ipv4``, or None if there is none.
-
-    One RTM_GETROUTE with RTM_F_FIB_MATCH (``ip route get fibmatch``): it returns the FIB entry itself,
-    so a /32 tells apart from the default route, at O(1) instead of dumping every pod's route. The lookup
-    follows policy routing, which for a pod address is rule 512 ``to ip lookup main``.
-    """
-    try:
-        replies = ipr.route("get", dst=ipv4, flags=_RTM_F_FIB_MATCH)
-    except Exception as exc:
-        if error_code(exc) in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ESRCH, errno.ENOENT):
-            return None
-        raise
-    for msg in replies:
-        if msg.get("dst_len") == 32 and msg.get_attr("RTA_DST") == ipv4:
-            oif = msg.get_attr("RTA_OIF")
-            return int(oif) if oif else None
-    return None
-
-
-def drop_host_routing(ipr: IPRoute, ipv4: str, where: str, *, only_via: str | None = None) -> list[str]:
-    """Remove rule 512 to ``ipv4``, every rule 1536 from it, and its /32 route in main; say what went.
+def drop_host_routing(nl: Rtnl, ipv4: str, where: str, *, only_via: str | None = None) -> list[str]:
+    """Remove every rule 512 to ``ipv4``, every rule 1536 from it, and its /32 route in main; say what
+    went. O(1) in the pods on the node: deletes by selector until the kernel says none is left.
 
     ``only_via``: the pod's host veth. If the /32 route leads elsewhere, the address has been given to
     another pod since (a late DEL): then nothing is removed, and the one sentence says so. Rules are keyed
     by address alone, so the route is the only way to tell the two pods apart.
     """
     if only_via is not None:
-        oif = host_route_oif(ipr, ipv4)
-        if oif is not None and oif not in ipr.link_lookup(ifname=only_via):
+        oif = nl.host_route_oif(ipv4)
+        if oif is not None and oif != nl.link_index(only_via):
             return [
                 f"kept {ipv4}: its /32 route leads to another interface than {only_via} (another pod's now)"
             ]
-    plan = plan_rules((), dump_rules(ipr), owned_by_pod(ipv4))
-    apply_rule_plan(ipr, plan, where)
-    done = [f"removed {rule.describe()}" for rule in plan.delete]
+    done: list[str] = []
+    for rule in (RuleKey(priority=PRIO_TO_POD, table=0, dst=f"{ipv4}/32"),
+                 RuleKey(priority=PRIO_FROM_POD, table=0, src=f"{ipv4}/32")):
+        for _ in range(8):  # normally one (or none); a few if earlier attempts left some in other tables
+            try:
+                nl.delete_rule(rule.priority, src=_host(rule.src), dst=_host(rule.dst))
+            except Exception as exc:
+                if error_code(exc) == errno.ENOENT:
+                    break
+                fail(f"delete {rule.describe()} in {where}", exc)
+            done.append(f"removed {rule.describe()}")
     for _ in range(4):  # normally one route; a few if earlier attempts left some on other links
         try:
-            ipr.route("del", dst=ipv4, dst_len=32, table=MAIN_TABLE, scope=_SCOPE_LINK)
+            nl.delete_link_route(ipv4, MAIN_TABLE)
         except Exception as exc:
             if error_code(exc) in _ROUTE_GONE:
                 break
@@ -129,8 +127,8 @@ def remove_host_routing(ipv4: str, *, host_ifname: str | None = None, netns: str
     removed when the address's /32 route now leads to another interface (see :func:`drop_host_routing`).
     """
     ipv4 = validate_ipv4(ipv4, what="pod address")
-    with iproute(netns) as ipr:
-        return drop_host_routing(ipr, ipv4, netns or "the node namespace", only_via=host_ifname)
+    with rtnl(netns) as nl:
+        return drop_host_routing(nl, ipv4, netns or "the node namespace", only_via=host_ifname)
 
 
 def ensure_host_routing(
@@ -159,28 +157,38 @@ def ensure_host_routing(
     return fixed
 
 
-def install_pod_routing(ipr: IPRoute, route: HostRoute, link_index: int, where: str) -> None:
-    """Route and rules of one NEW pod, without dumping the node's rules (the ADD path).
+def install_pod_routing(nl: Rtnl, route: HostRoute, link_index: int, where: str) -> None:
+    """Route and rules of one NEW pod, without dumping the node's rules (the ADD path, raw rtnetlink).
 
     A rule dump costs O(pods on the node) of netlink parsing on every ADD; this is O(1): the /32 route is
-    replaced, rule 512 added (already there = fine), any rule 1536 from the address deleted until none is
-    left (normally none: one ENOENT) and the right one added. Leftovers of an earlier attempt therefore go
-    too. The reconciler, which fixes many pods at once, keeps using one dump (:func:`ensure_host_routing`).
+    replaced, any rule 1536 from the address deleted until none is left (normally none: one ENOENT), and
+    rule 512 and the right rule 1536 added (already there = fine). Leftovers of an earlier attempt
+    therefore go too. The reconciler, which fixes many pods at once, keeps using one dump
+    (:func:`ensure_host_routing`).
     """
     try:
-        ipr.route("replace", dst=route.ipv4, dst_len=32, oif=link_index, scope="link", table=MAIN_TABLE)
+        nl.replace_route(route.ipv4, 32, link_index, table=MAIN_TABLE, link_scope=True)
     except Exception as exc:
         fail(f"add route {route.ipv4}/32 dev {route.host_ifname} in {where}", exc)
-    to_pod, *from_pod = sorted(pod_rules(route.ipv4, route.table), key=lambda rule: rule.priority)
     stale_from = RuleKey(priority=PRIO_FROM_POD, table=0, src=f"{route.ipv4}/32")
     for _ in range(8):  # bounded: each pass removes one rule 1536 from this address, whatever its table
         try:
-            ipr.rule("del", **stale_from.netlink_args(any_table=True))
+            nl.delete_rule(PRIO_FROM_POD, src=route.ipv4)
         except Exception as exc:
             if error_code(exc) == errno.ENOENT:
                 break
             fail(f"delete {stale_from.describe()} in {where}", exc)
-    apply_rule_plan(ipr, RulePlan(delete=(), add=(to_pod, *from_pod)), where)
+    for rule in sorted(pod_rules(route.ipv4, route.table), key=lambda rule: rule.priority):
+        try:
+            nl.add_rule(rule.priority, rule.table, src=_host(rule.src), dst=_host(rule.dst))
+        except Exception as exc:
+            if error_code(exc) != errno.EEXIST:
+                fail(f"add {rule.describe()} in {where}", exc)
+
+
+def _host(prefix: str | None) -> str | None:
+    """The address of a ``x.x.x.x/32`` rule selector (pod rules use no other length)."""
+    return prefix.partition("/")[0] if prefix else None
 
 
 def host_routing_problems(

@@ -80,11 +80,24 @@ def open_netns(netns: str) -> int:
     return fd
 
 
-def run_in_netns(netns: str | None, func: Callable[[], T]) -> T:
-    """Run ``func`` with the calling context moved into ``netns`` (None: right here, no thread)."""
+def run_in_netns(netns: str | int | None, func: Callable[[], T]) -> T:
+    """Run ``func`` with the calling context moved into ``netns`` (None: right here, no thread).
+
+    ``netns`` is a name or path, or a namespace fd the caller opened with :func:`open_netns` (and
+    closes): one open serves several sockets in the same namespace.
+    """
     if netns is None:
         return func()
+    if isinstance(netns, int):
+        return _run_at(netns, f"fd {netns}", func)
     fd = open_netns(netns)
+    try:
+        return _run_at(fd, netns, func)
+    finally:
+        os.close(fd)
+
+
+def _run_at(fd: int, label: str, func: Callable[[], T]) -> T:
     outcome: list[T] = []
     failure: list[BaseException] = []
 
@@ -92,24 +105,21 @@ def run_in_netns(netns: str | None, func: Callable[[], T]) -> T:
         try:
             if _libc.setns(fd, _CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
-                raise PlumbingFailed("enter network namespace", f"{netns}: {os.strerror(err)}")
+                raise PlumbingFailed("enter network namespace", f"{label}: {os.strerror(err)}")
             outcome.append(func())
         except BaseException as exc:  # re-raised in the caller's thread below
             failure.append(exc)
 
-    try:
-        worker = threading.Thread(target=body, name=f"netns:{netns}", daemon=True)
-        worker.start()
-        worker.join()
-    finally:
-        os.close(fd)
+    worker = threading.Thread(target=body, name=f"netns:{label}", daemon=True)
+    worker.start()
+    worker.join()
     if failure:
         raise failure[0]
     return outcome[0]
 
 
-def netlink_socket(netns: str | None) -> socket.socket:
-    """An rtnetlink socket living in ``netns``."""
+def netlink_socket(netns: str | int | None) -> socket.socket:
+    """An rtnetlink socket living in ``netns`` (see :func:`run_in_netns`)."""
     return run_in_netns(
         netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0)
     )
@@ -120,8 +130,7 @@ def iproute(netns: str | None) -> Iterator[IPRoute]:
     """A short-lived IPRoute handle in ``netns`` (never cached: handles are not shared across threads)."""
     from pyroute2 import IPRoute
 
-    sock = netlink_socket(netns) if netns is not None else None
-    handle = IPRoute(use_socket=sock) if sock is not None else IPRoute()
+    handle = IPRoute(use_socket=netlink_socket(netns)) if netns is not None else IPRoute()
     try:
         yield handle
     finally:

@@ -32,10 +32,8 @@ from vpccni.net.hostroutes import (
     drop_host_routing,
     dump_rules,
     ensure_host_routing,
-    host_route_oif,
     host_routing_problems,
     install_pod_routing,
-    remove_host_routing,
 )
 from vpccni.net.names import (
     MAIN_TABLE,
@@ -46,11 +44,12 @@ from vpccni.net.names import (
     validate_table,
 )
 from vpccni.net.nsutil import NetnsMissing, error_code, fail, iproute, open_netns
+from vpccni.net.rtnl import Rtnl, rtnl
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
-__all__ = ["PodAttachment", "PodLinks", "check_pod", "remove_host_routing", "setup_pod", "teardown_pod"]
+__all__ = ["PodAttachment", "PodLinks", "check_pod", "setup_pod", "teardown_pod"]
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +94,10 @@ class PodLinks:
     pod_mac: str
 
 
-def _delete_link(ipr: IPRoute, ifname: str, where: str) -> bool:
+def _delete_link(nl: Rtnl, ifname: str, where: str) -> bool:
     """Delete a link by name; False if it was not there."""
     try:
-        ipr.link("del", ifname=ifname)
+        nl.delete_link(ifname)
     except Exception as exc:
         if error_code(exc) == errno.ENODEV:
             return False
@@ -122,92 +121,92 @@ def _random_mac() -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def _create_veth(host: IPRoute, att: PodAttachment, pod: IPRoute, host_mac: str, where: str) -> bool:
-    """veth host_ifname <-> ifname, the peer created inside the pod namespace (no move).
+def _create_veth(host: Rtnl, att: PodAttachment, pod_fd: int, macs: tuple[str, str], where: str) -> bool:
+    """veth host_ifname <-> ifname, the peer created inside the pod namespace (no move), the host end
+    up from birth, MACs chosen here (saving the round trips to set the host end up and read MACs back).
 
-    The host end gets a MAC we chose and comes up at creation, which saves two netlink round trips; the
-    pod end cannot be brought up in the same request (pyroute2 sends no flags for the peer). Returns
-    whether leftovers of an earlier attempt were in the way (and removed).
+    Returns whether leftovers of an earlier attempt were in the way (and removed).
     """
-    assert att.pod_netns is not None
-    pod_fd = open_netns(att.pod_netns)
-    try:
-        for attempt in range(2):
-            try:
-                host.link(
-                    "add",
-                    ifname=att.host_ifname,
-                    kind="veth",
-                    mtu=att.mtu,
-                    address=host_mac,
-                    state="up",
-                    peer={"ifname": att.ifname, "net_ns_fd": pod_fd, "mtu": att.mtu},
-                )
-                return attempt > 0
-            except Exception as exc:
-                if error_code(exc) != errno.EEXIST or attempt:
-                    fail(f"create veth {att.host_ifname} / {att.ifname} in {where}", exc)
-                # Leftovers of an earlier attempt for this pod: the host end (deleting it takes its peer
-                # along) or CNI_IFNAME inside the pod. Removed only now, so a fresh ADD (the usual case)
-                # pays no extra netlink round trip for them.
-                _delete_link(host, att.host_ifname, where)
+    host_mac, pod_mac = macs
+    for attempt in range(2):
+        try:
+            host.add_veth(att.host_ifname, host_mac, att.mtu, att.ifname, pod_fd, pod_mac)
+            return attempt > 0
+        except Exception as exc:
+            if error_code(exc) != errno.EEXIST or attempt:
+                fail(f"create veth {att.host_ifname} / {att.ifname} in {where}", exc)
+            # Leftovers of an earlier attempt for this pod: the host end (deleting it takes its peer
+            # along) or CNI_IFNAME inside the pod. Removed only now, so a fresh ADD (the usual case)
+            # pays no extra netlink round trip for them.
+            _delete_link(host, att.host_ifname, where)
+            with rtnl(pod_fd) as pod:
                 _delete_link(pod, att.ifname, f"pod namespace {att.pod_netns}")
-    finally:
-        os.close(pod_fd)
     raise AssertionError("unreachable: the second attempt returns or fails")
 
 
 def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
-    """Plumb one pod (see the module docstring); idempotent, and all-or-nothing on failure."""
+    """Plumb one pod (see the module docstring); idempotent, and all-or-nothing on failure.
+
+    The fresh ADD speaks raw rtnetlink (:mod:`vpccni.net.rtnl`: eight requests, no dump); leftovers of
+    an earlier attempt and the rollback of a failed one go through pyroute2's general tools.
+    """
     if not att.pod_netns:
         raise PlumbingFailed("set up pod network", "no pod network namespace given")
     where = netns or "the node namespace"
     pod_where = f"pod namespace {att.pod_netns}"
-    with iproute(netns) as host, iproute(att.pod_netns) as pod:
-        created = False
-        host_mac = _random_mac()
-        step = f"create veth {att.host_ifname} / {att.ifname} in {where}"
-        try:
-            leftovers = _create_veth(host, att, pod, host_mac, where)
-            created = True
-            step = f"look up {att.ifname} in {pod_where}"
-            pod_link = pod.link("get", ifname=att.ifname)[0]
-            # A veth's IFLA_LINK is its peer's ifindex in the peer's namespace: the host end.
-            pod_index, host_index = pod_link["index"], pod_link.get_attr("IFLA_LINK")
-            step = f"set {att.ifname} up in {pod_where}"
-            pod.link("set", index=pod_index, state="up")
-            step = f"add address {att.ipv4}/32 to {att.ifname} in {pod_where}"
-            pod.addr("add", index=pod_index, address=att.ipv4, prefixlen=32)
-            step = f"add route {POD_GATEWAY_IPV4} dev {att.ifname} scope link in {pod_where}"
-            pod.route("replace", dst=POD_GATEWAY_IPV4, dst_len=32, oif=pod_index, scope="link")
-            step = f"add default route via {POD_GATEWAY_IPV4} dev {att.ifname} in {pod_where}"
-            pod.route("replace", dst="0.0.0.0", dst_len=0, gateway=POD_GATEWAY_IPV4, oif=pod_index)
-            step = f"add permanent neighbour {POD_GATEWAY_IPV4} lladdr {host_mac} in {pod_where}"
-            pod.neigh("replace", dst=POD_GATEWAY_IPV4, lladdr=host_mac, ifindex=pod_index, state="permanent")
-            step = f"add host routing of {att.ipv4} in {where}"
-            if leftovers:  # an earlier attempt may have left any rule of this address: judge them all
-                ensure_host_routing(host, att.host_route, host_index, dump_rules(host), None, where)
-            else:  # the usual, fresh ADD: no O(pods) rule dump on the hot path
-                install_pod_routing(host, att.host_route, host_index, where)
-        except BaseException as exc:
-            _roll_back(host, att, created, where)
-            if isinstance(exc, Exception):
-                fail(step, exc)
-            raise
-        return PodLinks(
-            host_ifname=att.host_ifname,
-            host_mac=host_mac,
-            pod_ifname=att.ifname,
-            pod_mac=pod_link.get_attr("IFLA_ADDRESS"),
-        )
+    pod_fd = open_netns(att.pod_netns)
+    try:
+        with rtnl(netns) as host, rtnl(pod_fd) as pod:
+            created = False
+            host_mac, pod_mac = _random_mac(), _random_mac()
+            step = f"create veth {att.host_ifname} / {att.ifname} in {where}"
+            try:
+                leftovers = _create_veth(host, att, pod_fd, (host_mac, pod_mac), where)
+                created = True
+                step = f"look up {att.ifname} in {pod_where}"
+                pod_link = pod.get_link(att.ifname)
+                if pod_link.peer_index is None:
+                    raise PlumbingFailed(step, f"{att.ifname} has no peer link: not the veth just created")
+                step = f"set {att.ifname} up in {pod_where}"
+                pod.set_up(pod_link.index)
+                step = f"add address {att.ipv4}/32 to {att.ifname} in {pod_where}"
+                pod.add_address(pod_link.index, att.ipv4, 32)
+                step = f"add route {POD_GATEWAY_IPV4} dev {att.ifname} scope link in {pod_where}"
+                pod.replace_route(POD_GATEWAY_IPV4, 32, pod_link.index, table=MAIN_TABLE, link_scope=True)
+                step = f"add default route via {POD_GATEWAY_IPV4} dev {att.ifname} in {pod_where}"
+                pod.replace_route("0.0.0.0", 0, pod_link.index, table=MAIN_TABLE, link_scope=False,
+                                  gateway=POD_GATEWAY_IPV4)
+                step = f"add permanent neighbour {POD_GATEWAY_IPV4} lladdr {host_mac} in {pod_where}"
+                pod.replace_permanent_neighbour(pod_link.index, POD_GATEWAY_IPV4, host_mac)
+                step = f"add host routing of {att.ipv4} in {where}"
+                if leftovers:  # an earlier attempt may have left any rule of this address: judge them all
+                    with iproute(netns) as ipr:
+                        ensure_host_routing(ipr, att.host_route, pod_link.peer_index, dump_rules(ipr), None,
+                                            where)
+                else:  # the usual, fresh ADD: no O(pods) rule dump on the hot path
+                    install_pod_routing(host, att.host_route, pod_link.peer_index, where)
+            except BaseException as exc:
+                _roll_back(netns, att, created, where)
+                if isinstance(exc, Exception):
+                    fail(step, exc)
+                raise
+    finally:
+        os.close(pod_fd)
+    return PodLinks(
+        host_ifname=att.host_ifname,
+        host_mac=host_mac,
+        pod_ifname=att.ifname,
+        pod_mac=pod_link.mac or pod_mac,
+    )
 
 
-def _roll_back(host: IPRoute, att: PodAttachment, created: bool, where: str) -> None:
+def _roll_back(netns: str | None, att: PodAttachment, created: bool, where: str) -> None:
     """Undo a failed setup; errors here are secondary to the one being raised and are not masked in."""
     try:
-        if created:
-            _delete_link(host, att.host_ifname, where)  # the peer, address, routes, neighbour go with it
-        drop_host_routing(host, att.ipv4, where)
+        with rtnl(netns) as host:
+            if created:
+                _delete_link(host, att.host_ifname, where)  # the peer, address, routes, neighbour go with it
+            drop_host_routing(host, att.ipv4, where)
     except Exception:
         log.exception("rolling back the failed setup of pod %s (%s) failed too", att.ipv4, att.host_ifname)
 
@@ -215,23 +214,17 @@ def _roll_back(host: IPRoute, att: PodAttachment, created: bool, where: str) -> 
 def teardown_pod(att: PodAttachment, *, netns: str | None = None) -> None:
     """Remove a pod's plumbing; anything already gone (including the pod namespace) counts as done."""
     where = netns or "the node namespace"
-    with iproute(netns) as host:
+    with rtnl(netns) as host:
         drop_host_routing(host, att.ipv4, where, only_via=att.host_ifname)
         if _delete_link(host, att.host_ifname, where) or not att.pod_netns:
             return
     # The host end was not there: a peer may still sit in the pod under CNI_IFNAME (e.g. renamed host end).
     try:
-        with iproute(att.pod_netns) as pod:
-            link = _get_link(pod, att.ifname)
-            if link is not None and _link_kind(link) == "veth":
+        with rtnl(att.pod_netns) as pod:
+            if pod.link_index(att.ifname) is not None and pod.get_link(att.ifname).kind == "veth":
                 _delete_link(pod, att.ifname, f"pod namespace {att.pod_netns}")
     except NetnsMissing:
         return
-
-
-def _link_kind(link: Any) -> str | None:
-    info = link.get_attr("IFLA_LINKINFO")
-    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
 
 
 def check_pod(att: PodAttachment, *, netns: str | None = None) -> list[str]:
@@ -245,9 +238,9 @@ def check_pod(att: PodAttachment, *, netns: str | None = None) -> list[str]:
         elif not host_link["flags"] & _IFF_UP:
             problems.append(f"host veth {att.host_ifname} is down in {where}")
         host_index = host_link["index"] if host_link is not None else None
-        problems += host_routing_problems(
-            att.host_route, host_index, dump_rules(host), host_route_oif(host, att.ipv4)
-        )
+        with rtnl(netns) as nl:
+            route_oif = nl.host_route_oif(att.ipv4)
+        problems += host_routing_problems(att.host_route, host_index, dump_rules(host), route_oif)
     if not att.pod_netns:
         return [*problems, "no pod network namespace given"]
     try:

@@ -30,7 +30,8 @@ class RuleKey:
     extra: tuple[tuple[str, str], ...] = ()  # selectors we never set (iif, oif, tos, ...), kept to differ
 
     def describe(self) -> str:
-        """In ``ip rule`` words: ``rule 1536 from 10.0.1.30 lookup 2``."""
+        """In ``ip rule`` words: ``rule 1536 from 10.0.1.30 lookup 2`` (no ``lookup`` for table 0, which
+        stands for any table in a delete)."""
         parts = [f"rule {self.priority}"]
         if self.src:
             parts.append(f"from {_short(self.src)}")
@@ -39,7 +40,8 @@ class RuleKey:
         if self.fwmark is not None:
             parts.append(f"fwmark {self.fwmark:#x}/{(self.fwmask or 0xFFFFFFFF):#x}")
         parts.extend(f"{name} {value}" for name, value in self.extra)
-        parts.append(f"lookup {_TABLE_NAMES.get(self.table, str(self.table))}")
+        if self.table:
+            parts.append(f"lookup {_TABLE_NAMES.get(self.table, str(self.table))}")
         return " ".join(parts)
 
     def netlink_args(self, *, any_table: bool = False) -> dict[str, Any]:
