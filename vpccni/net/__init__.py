@@ -6,6 +6,7 @@ fallback can load ``vpccni.net.hostroutes`` without pulling in the rest):
     names       aws-node's naming and numbering: host veth names, route tables, rule priorities (pure)
     rules       ip rules as values and the pure plan from "what is" to "what should be"
     nsutil      acting inside a network namespace from a threaded process; netns path validation
+    rtnl        raw rtnetlink requests (stdlib only) for the per-pod paths; pyroute2 serves the rest
     hostroutes  host-side routing of a pod address (rules 512/1536, /32 route); reconciliation
     pod         setup_pod / teardown_pod / check_pod
     host        setup_eni / teardown_eni / setup_host
