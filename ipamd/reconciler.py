@@ -4,8 +4,10 @@ One pool pass (:meth:`Reconciler.tick`): build the pool state from the datastore
 :func:`ipamd.pool.decide`, then grow (fill existing ENIs, one Assign each; create one ENI with its
 addresses) and shrink (hand free CIDRs back, free one idle ENI) through :mod:`ipamd.reconciler_actions`.
 Gates before any EC2 mutation: DISABLE_NETWORK_RESOURCE_PROVISIONING (the pool is what is attached), a
-cordoned node with AWS_MANAGE_ENIS_NON_SCHEDULABLE=false, and the subnet-full back-off
-(VPCCNI_SUBNET_FULL_BACKOFF after InsufficientFreeAddressesInSubnet / InsufficientCidrBlocks).
+cordoned node with AWS_MANAGE_ENIS_NON_SCHEDULABLE=false, and the growth back-offs: VPCCNI_SUBNET_FULL_BACKOFF
+after InsufficientFreeAddressesInSubnet / InsufficientCidrBlocks, and after UnauthorizedOperation one that
+doubles from 2 s to 5 min while EC2 keeps refusing (aws-node retries a denied call every pass, so a fleet
+missing one permission keeps spending the account's request budget on refusals).
 
 No cloud error stops ipamd. Each is turned into the reason the pool cannot grow
 (:mod:`ipamd.reconciler_status`, what an ADD that finds no address answers) and, where our picture of
@@ -49,6 +51,15 @@ from vpccni.errors import (
 )
 from vpccni.protocol import NoIpReason
 
+UNAUTHORIZED_BACKOFF_FIRST_S = 2.0
+UNAUTHORIZED_BACKOFF_MAX_S = 300.0
+_SUBNET_FULL_HINT = "VPCCNI_SUBNET_FULL_BACKOFF"
+
+
+def unauthorized_backoff(refusals: int) -> float:
+    """Seconds without growth attempts after the ``refusals``-th UnauthorizedOperation in a row."""
+    return min(UNAUTHORIZED_BACKOFF_MAX_S, UNAUTHORIZED_BACKOFF_FIRST_S * 2.0 ** min(refusals - 1, 30))
+
 
 class Reconciler:
     def __init__(self, ctx: NodeContext, status: GrowthStatus, *, imds: ImdsClient | None = None,
@@ -74,6 +85,8 @@ class Reconciler:
         self._last_decrease = -math.inf  # monotonic
         self._backoff_until = -math.inf  # monotonic: no growth before (subnet full / no /28)
         self._backoff_reason = NoIpReason.SUBNET_FULL
+        self._backoff_hint = _SUBNET_FULL_HINT  # what sets the wait, for the status message
+        self._refusals = 0  # growth attempts refused as unauthorized in a row
         self.resync_requested = False
         self.unauthorized: dict[str, str] = {}  # action -> the last refusal's message
         self.ticks = 0
@@ -145,7 +158,7 @@ class Reconciler:
             current = self.status.current
             message = current.message if current is not None else "the subnet has no free address"
             self.status.block(self._backoff_reason, message.split(" — ")[0] +
-                              f" — next growth attempt in {wait:.0f}s (VPCCNI_SUBNET_FULL_BACKOFF)")
+                              f" — next growth attempt in {wait:.0f}s ({self._backoff_hint})")
             return
         if d.assign or d.new_eni:
             self.status.growing = True
@@ -155,6 +168,7 @@ class Reconciler:
                     await self.actions.assign(eni_id, count)
                 if d.new_eni:
                     await self.actions.create_eni(d.new_eni)
+                self._refusals = 0
             except CloudError as exc:
                 self._grow_failed(exc)
                 return
@@ -199,6 +213,7 @@ class Reconciler:
         if isinstance(exc, SubnetFull | NoCidrBlock):
             backoff = self.ctx.settings.subnet_full_backoff
             self._backoff_until = self._monotonic() + backoff
+            self._backoff_hint = _SUBNET_FULL_HINT
             full = isinstance(exc, SubnetFull)
             self._backoff_reason = NoIpReason.SUBNET_FULL if full else NoIpReason.NO_CIDR_BLOCK
             what = "the subnet has no free address" if full else "the subnet has no free aligned /28"
@@ -211,6 +226,10 @@ class Reconciler:
             self.status.block(NoIpReason.THROTTLED, f"EC2 throttled the pool's calls ({detail}); retrying "
                               "within the API budget")
         elif isinstance(exc, Unauthorized):
+            self._refusals += 1
+            self._backoff_until = self._monotonic() + unauthorized_backoff(self._refusals)
+            self._backoff_reason = NoIpReason.UNAUTHORIZED
+            self._backoff_hint = f"doubling while EC2 refuses, at most {UNAUTHORIZED_BACKOFF_MAX_S:g}s"
             self._unauthorized(exc)
         else:
             self.resync_requested = True  # the outcome may be ambiguous: ask EC2 what happened

@@ -107,6 +107,17 @@ def test_unauthorized_names_the_action_until_iam_is_fixed(run_ipamd, ipamd_cloud
     assert wait_until("the pool to settle", ipamd.pool_settled)["last_blocked"]["reason"] == "unauthorized"
 
 
+def test_a_growth_refused_again_and_again_backs_off_instead_of_retrying_every_pass(run_ipamd, ipamd_cloud):
+    ipamd_cloud.server.faults.inject("AssignPrivateIpAddresses", "UnauthorizedOperation")
+    ipamd = run_ipamd("m5.large")  # pool pass every 0.1 s here: 40 refusals in 4 s without a back-off
+    wait_until("ADD to be refused as unauthorized", lambda: refused(ipamd, "a", NoIpReason.UNAUTHORIZED))
+    before = ipamd_cloud.server.counters()["AssignPrivateIpAddresses"].calls
+    time.sleep(4.0)
+    attempts = ipamd_cloud.server.counters()["AssignPrivateIpAddresses"].calls - before
+    assert 1 <= attempts <= 3, f"{attempts} attempts in 4 s: back-off 2 s, 4 s, 8 s ... expected"
+    assert "doubling while EC2 refuses" in str(refused(ipamd, "b", NoIpReason.UNAUTHORIZED))
+
+
 def test_under_the_default_ec2_buckets_a_throttled_start_still_converges(run_ipamd, ipamd_cloud):
     # Another tenant of the account keeps the mutating bucket (AWS: 50, 5/s) empty while ipamd starts.
     vpc_id = ipamd_cloud.default_network()[0].vpc_id

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -26,11 +27,12 @@ def pair() -> Iterator[tuple[Netns, Netns]]:
         yield factory.netns("host"), factory.netns("pod")
 
 
-def ip_json(ns: Netns, *argv: str) -> list[dict]:
-    return json.loads(ns.run("ip", "-j", *argv).stdout or "[]")
+def ip_json(ns: Netns, *argv: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(ns.run("ip", "-j", *argv).stdout or "[]")
+    return found
 
 
-def link(ns: Netns, name: str) -> dict:
+def link(ns: Netns, name: str) -> dict[str, Any]:
     (found,) = ip_json(ns, "-d", "link", "show", "dev", name)
     return found
 

@@ -13,6 +13,7 @@ import pytest
 from ipamd.datastore import Datastore
 from ipamd.leaks import LeakedEniSweeper
 from ipamd.main_tasks import FailureWindow, TaskFailed, supervise
+from ipamd.reconciler import unauthorized_backoff
 from ipamd.reconciler_node import NodeFacts, node_capacity, pool_targets, unmanaged_reason
 from ipamd.reconciler_status import GrowthStatus
 from ipamd.subnets import discovery_candidates
@@ -185,3 +186,9 @@ def test_failure_window_tolerates_isolated_failures_not_a_burst():
     window.failed(ValueError("x"))
     with pytest.raises(TaskFailed):
         window.failed(ValueError("x"))
+
+
+@pytest.mark.parametrize(("refusals", "seconds"), [(1, 2.0), (2, 4.0), (3, 8.0), (8, 256.0), (9, 300.0),
+                                                   (10_000, 300.0)])
+def test_unauthorized_backoff_doubles_up_to_five_minutes(refusals, seconds):
+    assert unauthorized_backoff(refusals) == seconds
