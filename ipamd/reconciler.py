@@ -263,6 +263,7 @@ class Reconciler:
             log.warning("shrinking the pool failed: %s; resyncing from EC2", exc)
             self.resync_requested = True
             if isinstance(exc, Unauthorized):
+                self._last_decrease = self._monotonic()  # a refused release waits VPCCNI_RELEASE_SPACING too
                 self._unauthorized(exc)
         finally:
             self.ctx.metrics.in_progress("decreaseDatastorePool", -1)

@@ -118,6 +118,22 @@ def test_a_growth_refused_again_and_again_backs_off_instead_of_retrying_every_pa
     assert "doubling while EC2 refuses" in str(refused(ipamd, "b", NoIpReason.UNAUTHORIZED))
 
 
+def test_a_refused_release_waits_the_release_spacing_before_trying_again(run_ipamd, ipamd_cloud):
+    ipamd = run_ipamd("m5.large", {"WARM_IP_TARGET": "2", "MINIMUM_IP_TARGET": "2"})
+    for n in range(5):
+        ipamd.add_ok(f"p{n}")
+    ipamd_cloud.server.faults.inject("UnassignPrivateIpAddresses", "UnauthorizedOperation")
+    for n in range(5):
+        assert ipamd.delete(f"p{n}").ok
+    wait_until("the release to be refused",
+               lambda: "UnassignPrivateIpAddresses" in ipamd.pool()["unauthorized"] or None)
+    before = ipamd_cloud.server.counters()["UnassignPrivateIpAddresses"].calls
+    time.sleep(4.0)
+    attempts = ipamd_cloud.server.counters()["UnassignPrivateIpAddresses"].calls - before
+    # Pool pass every 0.1 s, VPCCNI_RELEASE_SPACING 1 s: a refusal retried every pass would be ~40.
+    assert 1 <= attempts <= 6, f"{attempts} release attempts in 4 s with a 1 s release spacing"
+
+
 def test_under_the_default_ec2_buckets_a_throttled_start_still_converges(run_ipamd, ipamd_cloud):
     # Another tenant of the account keeps the mutating bucket (AWS: 50, 5/s) empty while ipamd starts.
     vpc_id = ipamd_cloud.default_network()[0].vpc_id
