@@ -6,8 +6,9 @@ addresses) and shrink (hand free CIDRs back, free one idle ENI) through :mod:`ip
 Gates before any EC2 mutation: DISABLE_NETWORK_RESOURCE_PROVISIONING (the pool is what is attached), a
 cordoned node with AWS_MANAGE_ENIS_NON_SCHEDULABLE=false, and the growth back-offs: VPCCNI_SUBNET_FULL_BACKOFF
 after InsufficientFreeAddressesInSubnet / InsufficientCidrBlocks, and after UnauthorizedOperation one that
-doubles from 2 s to 5 min while EC2 keeps refusing (aws-node retries a denied call every pass, so a fleet
-missing one permission keeps spending the account's request budget on refusals).
+doubles from 2 s to 5 min while EC2 keeps refusing, for growth and for shrinking apart (aws-node retries a
+denied call every pass, so a fleet missing one permission keeps spending the account's request budget on
+refusals).
 
 No cloud error stops ipamd. Each is turned into the reason the pool cannot grow
 (:mod:`ipamd.reconciler_status`, what an ADD that finds no address answers) and, where our picture of
@@ -86,7 +87,9 @@ class Reconciler:
         self._backoff_until = -math.inf  # monotonic: no growth before (subnet full / no /28)
         self._backoff_reason = NoIpReason.SUBNET_FULL
         self._backoff_hint = _SUBNET_FULL_HINT  # what sets the wait, for the status message
-        self._refusals = 0  # growth attempts refused as unauthorized in a row
+        self._grow_refusals = 0  # growth attempts refused as unauthorized in a row
+        self._shrink_refusals = 0  # the same for releases and ENI frees
+        self._shrink_backoff_until = -math.inf  # monotonic
         self.resync_requested = False
         self.unauthorized: dict[str, str] = {}  # action -> the last refusal's message
         self.ticks = 0
@@ -168,7 +171,7 @@ class Reconciler:
                     await self.actions.assign(eni_id, count)
                 if d.new_eni:
                     await self.actions.create_eni(d.new_eni)
-                self._refusals = 0
+                self._grow_refusals = 0
             except CloudError as exc:
                 self._grow_failed(exc)
                 return
@@ -226,8 +229,8 @@ class Reconciler:
             self.status.block(NoIpReason.THROTTLED, f"EC2 throttled the pool's calls ({detail}); retrying "
                               "within the API budget")
         elif isinstance(exc, Unauthorized):
-            self._refusals += 1
-            self._backoff_until = self._monotonic() + unauthorized_backoff(self._refusals)
+            self._grow_refusals += 1
+            self._backoff_until = self._monotonic() + unauthorized_backoff(self._grow_refusals)
             self._backoff_reason = NoIpReason.UNAUTHORIZED
             self._backoff_hint = f"doubling while EC2 refuses, at most {UNAUTHORIZED_BACKOFF_MAX_S:g}s"
             self._unauthorized(exc)
@@ -247,6 +250,8 @@ class Reconciler:
         stale = self.ctx.datastore.stale_mode_cidrs()
         if not (d.release or d.free_eni or stale) or self._gate() is not None:
             return
+        if self._monotonic() < self._shrink_backoff_until:  # EC2 refused the last one as unauthorized
+            return
         self.ctx.metrics.in_progress("decreaseDatastorePool", 1)
         try:
             released = False
@@ -258,12 +263,14 @@ class Reconciler:
                 self._last_decrease = self._monotonic()
             if d.free_eni:
                 await self.actions.free_eni(d.free_eni)
+            self._shrink_refusals = 0
         except CloudError as exc:
             self.ctx.metrics.error("decreaseDatastorePool")
             log.warning("shrinking the pool failed: %s; resyncing from EC2", exc)
             self.resync_requested = True
             if isinstance(exc, Unauthorized):
-                self._last_decrease = self._monotonic()  # a refused release waits VPCCNI_RELEASE_SPACING too
+                self._shrink_refusals += 1
+                self._shrink_backoff_until = self._monotonic() + unauthorized_backoff(self._shrink_refusals)
                 self._unauthorized(exc)
         finally:
             self.ctx.metrics.in_progress("decreaseDatastorePool", -1)
