@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ROUTE_GONE = frozenset({errno.ESRCH, errno.ENOENT})
+_MAX_RULE_DELETES = 8
 _SCOPE_LINK = 253
 
 
@@ -99,16 +100,8 @@ def drop_host_routing(nl: Rtnl, ipv4: str, where: str, *, only_via: str | None =
                 f"kept {ipv4}: its /32 route leads to another interface than {only_via} (another pod's now)"
             ]
     done: list[str] = []
-    for rule in (RuleKey(priority=PRIO_TO_POD, table=0, dst=f"{ipv4}/32"),
-                 RuleKey(priority=PRIO_FROM_POD, table=0, src=f"{ipv4}/32")):
-        for _ in range(8):  # normally one (or none); a few if earlier attempts left some in other tables
-            try:
-                nl.delete_rule(rule.priority, src=_host(rule.src), dst=_host(rule.dst))
-            except Exception as exc:
-                if error_code(exc) == errno.ENOENT:
-                    break
-                fail(f"delete {rule.describe()} in {where}", exc)
-            done.append(f"removed {rule.describe()}")
+    for rule in (RuleKey(priority=PRIO_TO_POD, table=0, dst=f"{ipv4}/32"), _any_from_pod(ipv4)):
+        done += [f"removed {rule.describe()}"] * _delete_all(nl, rule, where)
     for _ in range(4):  # normally one route; a few if earlier attempts left some on other links
         try:
             nl.delete_link_route(ipv4, MAIN_TABLE)
@@ -170,20 +163,33 @@ def install_pod_routing(nl: Rtnl, route: HostRoute, link_index: int, where: str)
         nl.replace_route(route.ipv4, 32, link_index, table=MAIN_TABLE, link_scope=True)
     except Exception as exc:
         fail(f"add route {route.ipv4}/32 dev {route.host_ifname} in {where}", exc)
-    stale_from = RuleKey(priority=PRIO_FROM_POD, table=0, src=f"{route.ipv4}/32")
-    for _ in range(8):  # bounded: each pass removes one rule 1536 from this address, whatever its table
-        try:
-            nl.delete_rule(PRIO_FROM_POD, src=route.ipv4)
-        except Exception as exc:
-            if error_code(exc) == errno.ENOENT:
-                break
-            fail(f"delete {stale_from.describe()} in {where}", exc)
+    _delete_all(nl, _any_from_pod(route.ipv4), where)
     for rule in sorted(pod_rules(route.ipv4, route.table), key=lambda rule: rule.priority):
         try:
             nl.add_rule(rule.priority, rule.table, src=_host(rule.src), dst=_host(rule.dst))
         except Exception as exc:
             if error_code(exc) != errno.EEXIST:
                 fail(f"add {rule.describe()} in {where}", exc)
+
+
+def _any_from_pod(ipv4: str) -> RuleKey:
+    """Rule 1536 from the pod address, whatever table it looks up (table 0: a delete matches any)."""
+    return RuleKey(priority=PRIO_FROM_POD, table=0, src=f"{ipv4}/32")
+
+
+def _delete_all(nl: Rtnl, rule: RuleKey, where: str) -> int:
+    """Delete rules matching ``rule`` until the kernel says none is left (ENOENT); how many went.
+
+    Normally one or none; a few if earlier attempts left some in other tables. Bounded, so a kernel that
+    kept answering success could not loop us forever."""
+    for removed in range(_MAX_RULE_DELETES):
+        try:
+            nl.delete_rule(rule.priority, src=_host(rule.src), dst=_host(rule.dst))
+        except Exception as exc:
+            if error_code(exc) == errno.ENOENT:
+                return removed
+            fail(f"delete {rule.describe()} in {where}", exc)
+    return _MAX_RULE_DELETES
 
 
 def _host(prefix: str | None) -> str | None:

@@ -60,6 +60,7 @@ _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _ERRNO = struct.Struct("=i")
 _RECV_BYTES = 65536
+_TIMEOUT_S = 10.0  # the kernel answers at once; a wait this long means something is badly wrong
 
 
 class NetlinkFailure(OSError):
@@ -128,9 +129,6 @@ class Rtnl:
         self._sock = sock
         self._seq = 0
 
-    def close(self) -> None:
-        self._sock.close()
-
     def request(self, kind: int, flags: int, body: bytes) -> list[bytes]:
         """Send one request, wait for its ACK; return the payloads of the messages answered before it."""
         self._seq += 1
@@ -178,14 +176,19 @@ class Rtnl:
     def set_up(self, index: int) -> None:
         self.request(_RTM_NEWLINK, 0, _ifinfo(index, flags=_IFF_UP))
 
-    def link_index(self, name: str) -> int | None:
-        """The ifindex of a link, None if there is none."""
+    def find_link(self, name: str) -> LinkInfo | None:
+        """:meth:`get_link`, or None if there is no such link."""
         try:
-            return self.get_link(name).index
+            return self.get_link(name)
         except NetlinkFailure as exc:
             if exc.code == errno.ENODEV:
                 return None
             raise
+
+    def link_index(self, name: str) -> int | None:
+        """The ifindex of a link, None if there is none."""
+        found = self.find_link(name)
+        return found.index if found is not None else None
 
     def get_link(self, name: str) -> LinkInfo:
         """One link by name (ENODEV if there is none)."""
@@ -295,6 +298,7 @@ def rtnl(netns: str | int | None) -> Iterator[Rtnl]:
     by :func:`~vpccni.net.nsutil.open_netns`), or None for the calling thread's namespace."""
     sock = netlink_socket(netns)
     try:
+        sock.settimeout(_TIMEOUT_S)  # a lost answer fails the step instead of hanging a plumbing thread
         sock.bind((0, 0))
         yield Rtnl(sock)
     finally:
