@@ -148,21 +148,26 @@ def measure(instance_type: str, sequential: int, concurrent: int, floor_runs: in
         floors = measure_floors(bench, nsf, prefix, floor_runs)
         burst_floors = measure_burst_floors(bench, concurrent)
         seq = bench.phase(lambda: bench.sequential(sequential))
-        wait_free(node, concurrent)  # the sequential phase's addresses are out of cooldown
+        wait_free(node, concurrent)  # the sequential phase's addresses are out of cooldown, none trimmed
         conc = bench.phase(lambda: bench.concurrent(concurrent))
     return report(instance_type, warm, settings, seq, conc, floors, burst_floors)
 
 
 def wait_free(node: ClusterNode, wanted: int) -> int:
-    """Until ipamd has ``wanted`` free addresses; how many it has then."""
+    """Until ipamd has ``wanted`` free addresses and none cooling; how many are free then.
+
+    None cooling, because while some are, the pool holds more than its targets and may trim the excess
+    from the free ones: ``wanted`` free could become fewer just as the timed ADDs start.
+    """
     deadline = time.monotonic() + WARM_TIMEOUT_S
     while True:
-        free = int(node.pool()["totals"]["free"])
-        if free >= wanted:
+        totals = node.pool()["totals"]
+        free, cooling = int(totals["free"]), int(totals["cooling"])
+        if free >= wanted and cooling == 0:
             return free
         if time.monotonic() > deadline:
-            raise RuntimeError(f"ipamd has {free} free addresses after {WARM_TIMEOUT_S:.0f}s, "
-                               f"{wanted} wanted:\n{node.ipamd_log(20)}")
+            raise RuntimeError(f"ipamd has {free} free and {cooling} cooling addresses after "
+                               f"{WARM_TIMEOUT_S:.0f}s, {wanted} free wanted:\n{node.ipamd_log(20)}")
         time.sleep(0.1)
 
 
