@@ -40,6 +40,7 @@ PODS_PER_NODE = 2
 POD_NAMESPACE = "default"
 PREFIX_STEM = "dm"
 ONE_LINE_MAX = 400  # characters of a failure message
+WAIT_SLICE_S = 0.2  # how late --keep may notice Ctrl-C (see StopRequest.wait)
 
 
 def run_prefix() -> str:
@@ -67,8 +68,14 @@ class StopRequest:
             raise KeyboardInterrupt
 
     def wait(self) -> None:
-        """Sleep until a stop is requested (``--keep``)."""
-        self.requested.wait()
+        """Sleep until a stop is requested (``--keep``).
+
+        In slices, not one unbounded wait: the kernel may deliver SIGINT to any of the process's threads,
+        and then nothing interrupts the main thread's lock wait, so the Python handler (which only runs on
+        the main thread, between bytecodes) would never run. The slice bounds that delay.
+        """
+        while not self.requested.wait(WAIT_SLICE_S):
+            pass
 
 
 class Progress:
