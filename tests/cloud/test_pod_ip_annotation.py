@@ -49,8 +49,9 @@ def test_pod_ip_annotation_follows_add_and_del(run_ipamd, kube: KubeCluster, ena
         time.sleep(1.0)
         assert annotation(kube, "web") is None and annotation(kube, "other") is None
         return
+    # Written one after the other by ipamd's annotation task: each is waited for, neither assumed.
     wait_until("the pod's IP annotation", lambda: annotation(kube, "web") == ip, timeout_s=10)
-    assert annotation(kube, "other") == other_ip
+    wait_until("the other pod's IP annotation", lambda: annotation(kube, "other") == other_ip, timeout_s=10)
     assert ipamd.request(Op.DEL, "c-web", ifname="eth0", pod=pod, reason="PodDeleted").ok
     wait_until("the annotation blanked on DEL", lambda: annotation(kube, "web") == "", timeout_s=10)
     assert annotation(kube, "other") == other_ip
