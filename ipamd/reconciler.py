@@ -27,7 +27,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import groupby
 
 from ipamd.pool import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
@@ -58,8 +58,25 @@ _SUBNET_FULL_HINT = "VPCCNI_SUBNET_FULL_BACKOFF"
 
 
 def unauthorized_backoff(refusals: int) -> float:
-    """Seconds without growth attempts after the ``refusals``-th UnauthorizedOperation in a row."""
+    """Seconds without another attempt after the ``refusals``-th UnauthorizedOperation in a row."""
     return min(UNAUTHORIZED_BACKOFF_MAX_S, UNAUTHORIZED_BACKOFF_FIRST_S * 2.0 ** min(refusals - 1, 30))
+
+
+@dataclass
+class RefusalBackoff:
+    """UnauthorizedOperation refusals in a row of one kind of pool action (growing or shrinking), and the
+    monotonic time before which that action is not tried again."""
+
+    refusals: int = 0
+    until: float = -math.inf
+
+    def refused(self, now: float) -> float:
+        self.refusals += 1
+        self.until = now + unauthorized_backoff(self.refusals)
+        return self.until
+
+    def succeeded(self) -> None:
+        self.refusals = 0
 
 
 class Reconciler:
@@ -87,9 +104,8 @@ class Reconciler:
         self._backoff_until = -math.inf  # monotonic: no growth before (subnet full / no /28)
         self._backoff_reason = NoIpReason.SUBNET_FULL
         self._backoff_hint = _SUBNET_FULL_HINT  # what sets the wait, for the status message
-        self._grow_refusals = 0  # growth attempts refused as unauthorized in a row
-        self._shrink_refusals = 0  # the same for releases and ENI frees
-        self._shrink_backoff_until = -math.inf  # monotonic
+        self._grow_refusals = RefusalBackoff()
+        self._shrink_refusals = RefusalBackoff()  # releases and ENI frees
         self.resync_requested = False
         self.unauthorized: dict[str, str] = {}  # action -> the last refusal's message
         self.ticks = 0
@@ -171,7 +187,7 @@ class Reconciler:
                     await self.actions.assign(eni_id, count)
                 if d.new_eni:
                     await self.actions.create_eni(d.new_eni)
-                self._grow_refusals = 0
+                self._grow_refusals.succeeded()
             except CloudError as exc:
                 self._grow_failed(exc)
                 return
@@ -229,8 +245,7 @@ class Reconciler:
             self.status.block(NoIpReason.THROTTLED, f"EC2 throttled the pool's calls ({detail}); retrying "
                               "within the API budget")
         elif isinstance(exc, Unauthorized):
-            self._grow_refusals += 1
-            self._backoff_until = self._monotonic() + unauthorized_backoff(self._grow_refusals)
+            self._backoff_until = self._grow_refusals.refused(self._monotonic())
             self._backoff_reason = NoIpReason.UNAUTHORIZED
             self._backoff_hint = f"doubling while EC2 refuses, at most {UNAUTHORIZED_BACKOFF_MAX_S:g}s"
             self._unauthorized(exc)
@@ -250,7 +265,7 @@ class Reconciler:
         stale = self.ctx.datastore.stale_mode_cidrs()
         if not (d.release or d.free_eni or stale) or self._gate() is not None:
             return
-        if self._monotonic() < self._shrink_backoff_until:  # EC2 refused the last one as unauthorized
+        if self._monotonic() < self._shrink_refusals.until:  # EC2 refused the last one as unauthorized
             return
         self.ctx.metrics.in_progress("decreaseDatastorePool", 1)
         try:
@@ -263,14 +278,13 @@ class Reconciler:
                 self._last_decrease = self._monotonic()
             if d.free_eni:
                 await self.actions.free_eni(d.free_eni)
-            self._shrink_refusals = 0
+            self._shrink_refusals.succeeded()
         except CloudError as exc:
             self.ctx.metrics.error("decreaseDatastorePool")
             log.warning("shrinking the pool failed: %s; resyncing from EC2", exc)
             self.resync_requested = True
             if isinstance(exc, Unauthorized):
-                self._shrink_refusals += 1
-                self._shrink_backoff_until = self._monotonic() + unauthorized_backoff(self._shrink_refusals)
+                self._shrink_refusals.refused(self._monotonic())
                 self._unauthorized(exc)
         finally:
             self.ctx.metrics.in_progress("decreaseDatastorePool", -1)

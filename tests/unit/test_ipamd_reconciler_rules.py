@@ -13,7 +13,7 @@ import pytest
 from ipamd.datastore import Datastore
 from ipamd.leaks import LeakedEniSweeper
 from ipamd.main_tasks import FailureWindow, TaskFailed, supervise
-from ipamd.reconciler import unauthorized_backoff
+from ipamd.reconciler import RefusalBackoff, unauthorized_backoff
 from ipamd.reconciler_node import NodeFacts, node_capacity, pool_targets, unmanaged_reason
 from ipamd.reconciler_status import GrowthStatus
 from ipamd.subnets import discovery_candidates
@@ -192,3 +192,11 @@ def test_failure_window_tolerates_isolated_failures_not_a_burst():
                                                    (10_000, 300.0)])
 def test_unauthorized_backoff_doubles_up_to_five_minutes(refusals, seconds):
     assert unauthorized_backoff(refusals) == seconds
+
+
+def test_refusal_backoff_grows_with_each_refusal_and_starts_over_after_a_success():
+    backoff = RefusalBackoff()
+    assert [backoff.refused(100.0) for _ in range(3)] == [102.0, 104.0, 108.0]
+    assert backoff.until == 108.0
+    backoff.succeeded()
+    assert backoff.refused(200.0) == 202.0
