@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import pytest
 
 from vpccni.demo import one_line, pods_per_node, problems_of
 from vpccni.demo_report import PodRow
+from vpccni.net.testns import sweep
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "vpccni.cli", "demo"]
@@ -80,13 +82,20 @@ class DemoRun:
             self.proc.wait(10)
 
     @property
-    def prefix(self) -> str:
-        """The run's namespace prefix, from its "namespaces dmXXXX-*" progress line."""
-        for line in self.err:
+    def known_prefix(self) -> str | None:
+        """The run's namespace prefix, from its "namespaces dmXXXX-*" progress line, once printed."""
+        for line in list(self.err):
             found = re.search(r"namespaces (dm[0-9a-f]{4})-\*", line)
             if found:
                 return found.group(1)
-        raise AssertionError("no namespace prefix in the progress lines:\n" + "\n".join(self.err))
+        return None
+
+    @property
+    def prefix(self) -> str:
+        prefix = self.known_prefix
+        if prefix is None:
+            raise AssertionError("no namespace prefix in the progress lines:\n" + "\n".join(self.err))
+        return prefix
 
     @property
     def ipamd_pids(self) -> list[int]:
@@ -97,8 +106,16 @@ class DemoRun:
 def demo_runs() -> Iterator[list[DemoRun]]:
     runs: list[DemoRun] = []
     yield runs
-    for run in runs:  # a failed test must not leave a demo running (its own cleanup is what is tested)
+    for run in runs:
+        # A demo that ends by itself cleans up after itself (that is what the tests check). One that has to
+        # be killed here, after a failed test, cannot: what it made is swept instead -- its namespaces with
+        # the processes inside them (by PID), its links and its work directory.
         run.kill()
+        prefix = run.known_prefix
+        if prefix is not None:
+            sweep(prefix)
+            for path in glob.glob(f"/tmp/{prefix}-*"):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def leftovers(run: DemoRun) -> list[str]:
