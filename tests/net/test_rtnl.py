@@ -27,6 +27,14 @@ def pair() -> Iterator[tuple[Netns, Netns]]:
         yield factory.netns("host"), factory.netns("pod")
 
 
+@pytest.fixture
+def pod_fd(pair: tuple[Netns, Netns]) -> Iterator[int]:
+    """The pod namespace, open (add_veth creates the peer in it by fd)."""
+    fd = open_netns(pair[1].path)
+    yield fd
+    os.close(fd)
+
+
 def ip_json(ns: Netns, *argv: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = json.loads(ns.run("ip", "-j", *argv).stdout or "[]")
     return found
@@ -37,14 +45,10 @@ def link(ns: Netns, name: str) -> dict[str, Any]:
     return found
 
 
-def test_veth_is_born_with_its_peer_in_the_pod_and_both_ends_configured(pair):
+def test_veth_is_born_with_its_peer_in_the_pod_and_both_ends_configured(pair, pod_fd):
     host, pod = pair
-    fd = open_netns(pod.path)
-    try:
-        with rtnl(host.path) as nl:
-            nl.add_veth("nr7h0", HOST_MAC, 1400, "nr7p0", fd, POD_MAC)
-    finally:
-        os.close(fd)
+    with rtnl(host.path) as nl:
+        nl.add_veth("nr7h0", HOST_MAC, 1400, "nr7p0", pod_fd, POD_MAC)
     host_end, pod_end = link(host, "nr7h0"), link(pod, "nr7p0")
     assert host_end["linkinfo"]["info_kind"] == "veth"
     assert (host_end["address"], host_end["mtu"]) == (HOST_MAC, 1400)
@@ -62,22 +66,18 @@ def test_veth_is_born_with_its_peer_in_the_pod_and_both_ends_configured(pair):
     assert ip_json(pod, "link", "show", "type", "veth") == []
 
 
-def test_kernel_errors_carry_their_errno(pair):
-    host, pod = pair
-    fd = open_netns(pod.path)
-    try:
-        with rtnl(host.path) as nl:
-            nl.add_veth("nr7h1", HOST_MAC, 1500, "nr7p1", fd, POD_MAC)
-            with pytest.raises(NetlinkFailure) as taken:
-                nl.add_veth("nr7h1", HOST_MAC, 1500, "nr7p9", fd, POD_MAC)
-            assert error_code(taken.value) == errno.EEXIST and taken.value.code == errno.EEXIST
-            for request in (lambda: nl.get_link("nr7none"), lambda: nl.delete_link("nr7none")):
-                with pytest.raises(NetlinkFailure) as missing:
-                    request()
-                assert error_code(missing.value) == errno.ENODEV
-            nl.get_link("nr7h1")  # the socket is still in step after errors
-    finally:
-        os.close(fd)
+def test_kernel_errors_carry_their_errno(pair, pod_fd):
+    host, _ = pair
+    with rtnl(host.path) as nl:
+        nl.add_veth("nr7h1", HOST_MAC, 1500, "nr7p1", pod_fd, POD_MAC)
+        with pytest.raises(NetlinkFailure) as taken:
+            nl.add_veth("nr7h1", HOST_MAC, 1500, "nr7p9", pod_fd, POD_MAC)
+        assert error_code(taken.value) == errno.EEXIST and taken.value.code == errno.EEXIST
+        for request in (lambda: nl.get_link("nr7none"), lambda: nl.delete_link("nr7none")):
+            with pytest.raises(NetlinkFailure) as missing:
+                request()
+            assert error_code(missing.value) == errno.ENODEV
+        nl.get_link("nr7h1")  # the socket is still in step after errors
 
 
 def test_address_routes_and_permanent_neighbour(pair):
