@@ -104,6 +104,12 @@ def _u32(value: int) -> bytes:
     return _U32.pack(value)
 
 
+def _table_byte(table: int) -> int:
+    """The header's one-byte table field: the table itself, or RT_TABLE_UNSPEC (0) for one past 255,
+    which then lives only in the u32 attribute (as iproute2 sends it)."""
+    return table if table <= _TABLE_BYTE_MAX else 0
+
+
 def _ifinfo(index: int = 0, *, flags: int = 0) -> bytes:
     """An ifinfomsg that sets ``flags`` (only those: ifi_change is the same mask)."""
     return _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, flags)
@@ -220,8 +226,9 @@ class Rtnl:
     ) -> None:
         """``ip route replace dst/dst_len [via gateway] dev oif [scope link] table table proto static``."""
         scope = _SCOPE_LINK if link_scope else 0
-        table_byte = table if table <= _TABLE_BYTE_MAX else 0
-        body = _RTMSG.pack(socket.AF_INET, dst_len, 0, 0, table_byte, _RTPROT_STATIC, scope, _RTN_UNICAST, 0)
+        body = _RTMSG.pack(
+            socket.AF_INET, dst_len, 0, 0, _table_byte(table), _RTPROT_STATIC, scope, _RTN_UNICAST, 0
+        )
         if dst_len:
             body += _nla(_RTA_DST, socket.inet_aton(dst))
         if gateway is not None:
@@ -231,8 +238,7 @@ class Rtnl:
 
     def delete_link_route(self, dst: str, table: int) -> None:
         """``ip route del dst/32 table table scope link`` (ESRCH if there is none)."""
-        table_byte = table if table <= _TABLE_BYTE_MAX else 0
-        body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, table_byte, 0, _SCOPE_LINK, 0, 0) \
+        body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, _table_byte(table), 0, _SCOPE_LINK, 0, 0) \
             + _nla(_RTA_DST, socket.inet_aton(dst)) + _nla(_RTA_TABLE, _u32(table))
         self.request(_RTM_DELROUTE, 0, body)
 
@@ -278,10 +284,9 @@ class Rtnl:
 
     @staticmethod
     def _rule(priority: int, table: int | None, src: str | None, dst: str | None) -> bytes:
-        table_byte = table if table is not None and table <= _TABLE_BYTE_MAX else 0
         action = _FR_ACT_TO_TBL if table is not None else 0
         dst_len, src_len = (32 if dst else 0), (32 if src else 0)
-        body = _FIBRULE.pack(socket.AF_INET, dst_len, src_len, 0, table_byte, 0, 0, action, 0) \
+        body = _FIBRULE.pack(socket.AF_INET, dst_len, src_len, 0, _table_byte(table or 0), 0, 0, action, 0) \
             + _nla(_FRA_PRIORITY, _u32(priority))
         if src:
             body += _nla(_FRA_SRC, socket.inet_aton(src))
