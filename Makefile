@@ -1,21 +1,41 @@
 # Two entry points for a newcomer: `make test` and `make demo`. Both bootstrap what they need.
+# Python packages come from the hash-checked lock in requirements/ (never "latest"); `make lock` is the only
+# step that looks at newer releases.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/dev.txt
+NODE_LOCK := requirements/node.txt
+COMPILE = $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-find-links --no-emit-index-url
 
-.PHONY: test demo lint unit deps system-deps clean
+.PHONY: test demo lint unit deps system-deps lock lockcheck clean
 
-$(STAMP): pyproject.toml
+# A changed lock rebuilds the venv from nothing, so no version outside the lock can stay behind.
+$(STAMP): $(LOCK) pyproject.toml
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Every installed distribution is the locked version, and the set is consistent.
+lockcheck: $(STAMP)
+	$(PY) -m pip check
+	$(PY) scripts/check_lock.py $(LOCK)
+
+# Refresh both locks within pyproject's ranges (UPGRADE="--upgrade-package moto" bumps one package only).
+# The node lock is constrained by the dev lock, so a package common to both has one version.
+UPGRADE ?= --upgrade
+lock: $(STAMP)
+	$(COMPILE) $(UPGRADE) --extra localcloud --extra dev -o $(LOCK) pyproject.toml
+	$(COMPILE) $(UPGRADE) -c $(LOCK) -o $(NODE_LOCK) pyproject.toml
 
 system-deps:
 	./scripts/install-system-deps.sh
 
-deps: $(STAMP) system-deps
+deps: lockcheck system-deps
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -13,7 +13,9 @@ Output: one compact JSON document, one instance type per line so a regeneration 
     ...}}
 
 Usage: ``python scripts/gen_limits.py [--output PATH] [--check]``. ``--check`` writes nothing and exits 1
-if the bundled table differs from what moto's data gives (tests run the same comparison).
+if the bundled table's *data* differs from what moto's data gives, naming each instance type and field that
+changed (tests run the same comparison). The ``source`` label is not data: a moto release that changes no
+type's limits is not drift, whatever version it carries.
 """
 
 from __future__ import annotations
@@ -60,6 +62,30 @@ def generate() -> str:
     return render_table(moto_instance_types(), f"moto {importlib.metadata.version('moto')}")
 
 
+def table_drift(bundled: str, fresh: str) -> list[str]:
+    """What differs between two table documents, ignoring their ``source`` label: one line per change.
+
+    Lines name the instance type and the field (``m5.large: max_enis 3 -> 4``), or a type that appears or
+    disappears, or a change of columns. Empty when the data is the same.
+    """
+    old, new = json.loads(bundled) if bundled else {}, json.loads(fresh)
+    if old.get("fields") != new["fields"]:
+        return [f"columns: {old.get('fields')} -> {new['fields']}"]
+    fields = new["fields"]
+    old_types, new_types = old.get("types", {}), new["types"]
+    lines = []
+    for name in sorted(set(old_types) | set(new_types)):
+        before, after = old_types.get(name), new_types.get(name)
+        if before is None:
+            lines.append(f"{name}: new type {dict(zip(fields, after, strict=True))}")
+        elif after is None:
+            lines.append(f"{name}: no longer known")
+        else:
+            lines += [f"{name}: {field} {b!r} -> {a!r}"
+                      for field, b, a in zip(fields, before, after, strict=True) if a != b]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=BUNDLED, help=f"where to write (default {BUNDLED})")
@@ -68,8 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     table = generate()
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != table:
-            sys.stderr.write(f"gen_limits: {args.output} is out of date; run python scripts/gen_limits.py\n")
+        drift = table_drift(current, table)
+        for line in drift:
+            sys.stderr.write(f"gen_limits: {args.output}: {line}\n")
+        if drift:
+            sys.stderr.write(f"gen_limits: {args.output} is out of date ({len(drift)} changes); "
+                             "run python scripts/gen_limits.py\n")
             return 1
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_TIERS = ("unit", "cloud", "net", "e2e", "bench")
+_TIERS = ("unit", "cloud", "net", "e2e", "bench", "install")
 _NEEDS_ROOT = {"net", "e2e"}
 
 

@@ -9,7 +9,9 @@ Installed with vpccni, so the fixtures are available in any pytest run without c
   network with its own IMDS at ``node.imds_endpoint``; extra keyword arguments go to ``add_node``).
 
 This module is imported by every pytest run in an environment where vpccni is installed (ours too), so it
-imports nothing heavy at module level: moto and boto3 are imported inside the fixtures.
+imports nothing heavy at module level: moto and boto3 are imported inside the fixtures. On an installation
+without the ``localcloud`` extra (a node's), loading it costs nothing and a test that asks for a fixture
+errors with one line that says what to install; the user's other tests run as before.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from vpccni.extras import localcloud_missing
 
 if TYPE_CHECKING:
     from vpccni.localcloud.cloud import LocalCloud, Node
@@ -28,6 +32,8 @@ NodeFactory = Callable[..., "Node"]
 @pytest.fixture
 def localcloud() -> Iterator[LocalCloud]:
     """A running local cloud for one test (EC2 endpoint + per-node IMDS), stopped afterwards."""
+    if (missing := localcloud_missing("the localcloud fixture")) is not None:
+        pytest.fail(missing, pytrace=False)
     from vpccni.localcloud.cloud import LocalCloud
 
     with LocalCloud(profile="fast") as cloud:

@@ -1,7 +1,8 @@
 """The ``vpccni`` command: one sub-command per module, imported only when chosen (fast start).
 
 Each sub-command module defines ``add_arguments(parser)`` and ``run(args) -> int``. Bad input is one
-line on stderr and exit status 2 (see :class:`OneLineParser`).
+line on stderr and exit status 2 (see :class:`OneLineParser`). A command that needs the local cloud says so
+in one line and exits 2 on an installation without the ``localcloud`` extra (a node's), before importing it.
 """
 
 from __future__ import annotations
@@ -9,17 +10,30 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "localcloud": ("vpccni.cli.localcloud", "run the EC2-faithful local cloud (moto + EC2 semantics + IMDS)"),
-    "config": ("vpccni.cli.config_cmd", "validate settings from the environment; --explain shows sources"),
-    "max-pods": ("vpccni.cli.max_pods", "print the max-pods value for kubelet for an instance type"),
-    "status": ("vpccni.cli.status", "one screen of ipamd state: ENIs, addresses, targets, why no IP"),
-    "bench": ("vpccni.cli.bench", "benchmarks (rpc, churn, add): print figures next to a floor"),
-    "demo": ("vpccni.cli.demo", "the local cloud, two nodes and pods with VPC addresses, shown by traffic"),
-    "init": ("vpccni.cli.init_cmd", "node init: install CNI binaries, set datapath sysctls"),
+from vpccni.extras import localcloud_missing
+
+
+class Command(NamedTuple):
+    """One sub-command: the module that implements it, its one-line help, whether it runs the local cloud."""
+
+    module: str
+    help: str
+    needs_localcloud: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    "localcloud": Command("vpccni.cli.localcloud",
+                          "run the EC2-faithful local cloud (moto + EC2 semantics + IMDS)", True),
+    "config": Command("vpccni.cli.config_cmd",
+                      "validate settings from the environment; --explain shows sources"),
+    "max-pods": Command("vpccni.cli.max_pods", "print the max-pods value for kubelet for an instance type"),
+    "status": Command("vpccni.cli.status", "one screen of ipamd state: ENIs, addresses, targets, why no IP"),
+    "bench": Command("vpccni.cli.bench", "benchmarks (rpc, churn, add): print figures next to a floor"),
+    "demo": Command("vpccni.cli.demo",
+                    "the local cloud, two nodes and pods with VPC addresses, shown by traffic", True),
+    "init": Command("vpccni.cli.init_cmd", "node init: install CNI binaries, set datapath sysctls"),
 }
 
 
@@ -37,10 +51,20 @@ def fail(prog: str, message: str) -> int:
     return 2
 
 
+def dispatch(prog: str, command: Command, argv: list[str]) -> int:
+    """Run one sub-command: check its extra, import its module, parse ``argv`` with its arguments."""
+    if command.needs_localcloud and (missing := localcloud_missing(prog)) is not None:
+        return fail(prog, missing)
+    module = importlib.import_module(command.module)
+    parser = OneLineParser(prog=prog, description=command.help)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv)))
+
+
 def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: vpccni <command> [options]", "", "commands:"]
-    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {command.help}" for name, command in COMMANDS.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -52,13 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     name = args[0]
     if name not in COMMANDS:
         return fail("vpccni", f"unknown command {name!r}; one of: {', '.join(COMMANDS)}")
-    module_name, help_ = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = OneLineParser(prog=f"vpccni {name}", description=help_)
-    module.add_arguments(parser)
-    ns = parser.parse_args(args[1:])
     try:
-        return int(module.run(ns))
+        return dispatch(f"vpccni {name}", COMMANDS[name], args[1:])
     except KeyboardInterrupt:
         return 130
 
