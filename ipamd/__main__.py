@@ -1,5 +1,5 @@
 """``python -m ipamd``: the same as ``vpccni-ipamd``."""
 
-from ipamd.main import main
+from ipamd.app.main import main
 
 raise SystemExit(main())

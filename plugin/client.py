@@ -1,7 +1,7 @@
 """One request to ipamd over its Unix socket, within a deadline.
 
 The plugin sends exactly one request line and reads exactly one response line
-(:mod:`vpccni.protocol`). Failures are told apart by type because the caller treats them
+(:mod:`vpccni.wire.protocol`). Failures are told apart by type because the caller treats them
 differently: :class:`IpamdUnreachable` (nobody listening, or the connection dropped before an
 answer) and :class:`IpamdTimeout` (no answer in time) are both "ipamd is not serving" -- ADD retries
 later, DEL falls back to local teardown plus a release record -- while a malformed answer is a
@@ -15,7 +15,7 @@ import _socket  # the C module: `import socket` (selectors, enum wrappers) costs
 import time
 
 from vpccni.errors import ProtocolError, RetryableError
-from vpccni.protocol import (
+from vpccni.wire.protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
     Request,

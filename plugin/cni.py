@@ -36,9 +36,9 @@ case) and 51 (STATUS "existing pods may have limited connectivity" -- ipamd has 
 from __future__ import annotations
 
 from plugin.client import IpamdTimeout, IpamdUnreachable
-from vpccni import wirejson
 from vpccni.errors import ProtocolError, VpccniError
-from vpccni.protocol import (
+from vpccni.wire import wirejson
+from vpccni.wire.protocol import (
     IDENTIFIER_PATTERN,
     IFNAME_MAX,
     ErrorInfo,
@@ -48,7 +48,7 @@ from vpccni.protocol import (
     valid_identifier,
     valid_ifname,
 )
-from vpccni.values import Record
+from vpccni.wire.values import Record
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False

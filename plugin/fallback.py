@@ -18,7 +18,7 @@ so the fallback works with a bare host Python too; pyroute2 (~120 ms per exec) i
 
 from __future__ import annotations
 
-from vpccni.cniresult import HostRouting, host_routing_from_prev_result
+from vpccni.wire.cniresult import HostRouting, host_routing_from_prev_result
 
 __all__ = ["HostRouting", "host_routing_from_prev_result", "remove_host_routing"]
 

@@ -1,7 +1,7 @@
 """The CNI plugin executable: validate, send ONE request to ipamd, print the result.
 
 The runtime execs this once per operation, so it is built to start fast: standard library plus
-:mod:`vpccni.protocol`/:mod:`vpccni.errors` only; pyroute2 is imported solely on the DEL fallback
+:mod:`vpccni.wire.protocol`/:mod:`vpccni.errors` only; pyroute2 is imported solely on the DEL fallback
 path. Plumbing happens inside ipamd (see DESIGN.md "Why plumbing runs inside ipamd").
 
 Per verb:
@@ -42,9 +42,9 @@ from plugin.log import PluginLog
 from plugin.netconf import NetConf, parse_netconf, require_prev_result_for_check
 from plugin.release import write_release_record
 from plugin.result import render_add_result
-from vpccni import wirejson
 from vpccni.errors import ProtocolError
-from vpccni.protocol import (
+from vpccni.wire import wirejson
+from vpccni.wire.protocol import (
     DEFAULT_SOCKET_PATH,
     Attachment,
     ErrorInfo,

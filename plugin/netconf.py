@@ -17,9 +17,9 @@ from plugin.cni import (
     Invocation,
     require_verb_allowed,
 )
-from vpccni import wirejson
-from vpccni.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, Attachment, valid_identifier
-from vpccni.values import Record
+from vpccni.wire import wirejson
+from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, Attachment, valid_identifier
+from vpccni.wire.values import Record
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False

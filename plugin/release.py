@@ -1,7 +1,7 @@
 """Release records: how a DEL that could not reach ipamd still gives the address back.
 
-The record is a DEL request line (:func:`vpccni.protocol.encode_release_record`) in the spool
-directory next to ipamd's socket (:func:`vpccni.protocol.spool_dir_for`), one file per allocation key,
+The record is a DEL request line (:func:`vpccni.wire.protocol.encode_release_record`) in the spool
+directory next to ipamd's socket (:func:`vpccni.wire.protocol.spool_dir_for`), one file per allocation key,
 so a repeated DEL overwrites rather than duplicates. A repeated DEL may know less than the first one
 (libcni drops its cached result after the first DEL, so the second arrives without prevResult):
 what the earlier record knew is kept rather than overwritten with nothing. It is written atomically
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from vpccni.fsutil import write_atomic
-from vpccni.protocol import (
+from vpccni.wire.protocol import (
     PodRef,
     Request,
     decode_request,

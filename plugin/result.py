@@ -1,4 +1,4 @@
-"""The ADD result for each spec version, from ipamd's :class:`vpccni.protocol.Allocation`.
+"""The ADD result for each spec version, from ipamd's :class:`vpccni.wire.protocol.Allocation`.
 
 Shape (what runtimes and chained plugins rely on, SPEC.md "Success"; reference §A.5):
 
@@ -20,7 +20,7 @@ import _socket  # not `socket`: its import (selectors, enum wrappers) costs the 
 
 from plugin.cni import INVALID_CONFIG, CniError, has_ip_version_field, version_key
 from vpccni.errors import ProtocolError
-from vpccni.protocol import Allocation
+from vpccni.wire.protocol import Allocation
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False

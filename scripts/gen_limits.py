@@ -2,8 +2,8 @@
 
 moto ships every instance type's DescribeInstanceTypes item (``moto/ec2/resources/instance_types.json.gz``);
 the local cloud enforces limits from the same data, so the table and the emulated EC2 agree by
-construction. Each item goes through :meth:`vpccni.limits.InstanceLimits.from_describe`, the parser ipamd
-uses at run time for a type missing from the table.
+construction. Each item goes through :meth:`vpccni.config.limits.InstanceLimits.from_describe`, the parser
+ipamd uses at run time for a type missing from the table.
 
 Output: one compact JSON document, one instance type per line so a regeneration diffs readably::
 
@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vpccni.limits import DATA_FILE, ROW_FIELDS, InstanceLimits
+from vpccni.config.limits import DATA_FILE, ROW_FIELDS, InstanceLimits
 
-BUNDLED = Path(__file__).resolve().parent.parent / "vpccni" / DATA_FILE
+BUNDLED = Path(__file__).resolve().parent.parent / "vpccni" / "config" / DATA_FILE
 
 
 def moto_instance_types() -> dict[str, Mapping[str, Any]]:

@@ -223,7 +223,7 @@ class KubeCluster:
 
     def serve_on(self, sock: socket.socket) -> str:
         """Also serve the API on ``sock`` (bound and listening, e.g. by
-        :func:`vpccni.localcloud.netns_sockets.listening_socket` inside a node's namespace) until the
+        :func:`vpccni.localcloud.vpc.sockets.listening_socket` inside a node's namespace) until the
         cluster stops; the URL, valid where the socket lives."""
         assert self._loop is not None and self.emulator is not None, "the cluster is not running"
         emulator = self.emulator

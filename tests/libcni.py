@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vpccni.localcloud.cluster_node import runtime_env
+from tests import REPO
+from vpccni.testing.cluster_node import runtime_env
 
-REPO = Path(__file__).resolve().parent.parent
 DRIVER_SRC_DIR = REPO / "tests" / "tools" / "libcni-driver"
 BUILD_ROOT = REPO / "build" / "libcni-driver"
 GOCODE = "/usr/share/gocode"

@@ -32,7 +32,7 @@ Whether an error is worth retrying is a *type*, not a string match::
          Kubernetes errors from KubernetesError, which carries the operation and the HTTP status)
 
 Policy: library errors (botocore, pyroute2, OS) are chained as ``__cause__`` at the boundary that maps
-them (vpccni.cloud for EC2, vpccni.net for netlink, ipamd.k8s_client for the Kubernetes API). Nothing
+them (vpccni.cloud for EC2, vpccni.net for netlink, ipamd.k8s.client for the Kubernetes API). Nothing
 above the boundary catches a third-party exception type. CNI error codes are assigned in exactly one
 place: ``plugin.cni``.
 
@@ -202,7 +202,8 @@ class PlumbingFailed(PlumbingError, PermanentError):
     """The kernel or iptables refused the step, or the input (e.g. a netns path) is unusable."""
 
 
-# --- Kubernetes API (ipamd.k8s) ------------------------------------------------------------------
+# --- Kubernetes API (ipamd.k8s.integration)
+# ------------------------------------------------------------------
 
 
 class KubernetesError(VpccniError):
@@ -236,7 +237,7 @@ class EniConfigMissing(PermanentError):
     """Custom networking is on, but the node's ENIConfig does not exist or names no subnet.
 
     ``name`` is the ENIConfig the node selects; the message says how the name was chosen and how to fix
-    it. ``no_ip_reason`` is the ``vpccni.protocol.NoIpReason`` value ADDs report meanwhile.
+    it. ``no_ip_reason`` is the ``vpccni.wire.protocol.NoIpReason`` value ADDs report meanwhile.
     """
 
     no_ip_reason = "eni_config_missing"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vpccni.localcloud.ec2server import Ec2Server, ThrottleConfig
+from vpccni.localcloud.ec2.server import Ec2Server, ThrottleConfig
 
 NO_RETRIES = {"retries": {"total_max_attempts": 1}}
 AZ = "us-west-2a"

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.support import POD_SYSCTL, PREFIX, Runtime, inventory, inventory_diff, namespaces
 from tests.libcni import build_driver
-from vpccni.localcloud.cluster import EmulatedCluster, sweep_cluster
+from vpccni.testing.cluster import EmulatedCluster, sweep_cluster
 
 NODE_TYPES = ("m5.large", "t3.medium")
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.libcni import Libcni, Run, k8s_args
-from vpccni.localcloud.cluster import ClusterNode, EmulatedCluster
+from vpccni.localcloud.vpc.netns import Netns
 from vpccni.net.nsutil import iproute
-from vpccni.net.testns import Netns
+from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 
 PREFIX = "ee"
 TRY_AGAIN_LATER = 11

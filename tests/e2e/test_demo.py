@@ -27,11 +27,11 @@ from typing import IO, Any
 
 import pytest
 
-from vpccni.demo import one_line, pods_per_node, problems_of
-from vpccni.demo_report import PodRow
-from vpccni.net.testns import sweep
+from tests import REPO
+from vpccni.demo.report import PodRow
+from vpccni.demo.run import one_line, pods_per_node, problems_of
+from vpccni.localcloud.vpc.netns import sweep
 
-REPO = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "vpccni.cli", "demo"]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 RUN_TIMEOUT_S = 180.0

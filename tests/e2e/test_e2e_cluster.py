@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.support import namespaces, root_links, wait_until
 from vpccni.errors import UnknownInstanceType
-from vpccni.localcloud.cluster import EmulatedCluster, sweep_cluster
+from vpccni.testing.cluster import EmulatedCluster, sweep_cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,7 +51,7 @@ def test_a_failed_start_leaves_nothing() -> None:
 CRASHED_RUN = textwrap.dedent(
     """
     import json, sys, time
-    from vpccni.localcloud.cluster import EmulatedCluster
+    from vpccni.testing.cluster import EmulatedCluster
     cluster = EmulatedCluster(["t3.medium"], prefix="eecr").start()
     pod = cluster.add_pod(cluster.nodes[0], "default", "orphan")
     print(json.dumps({"ipamd": cluster.nodes[0].ipamd_pid, "pod": pod.netns.name}), flush=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.e2e.support import POD_SYSCTL, Runtime, RuntimePod, in_vpc, link_exists
-from vpccni.localcloud.cluster import ClusterNode, EmulatedCluster
+from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 
 ADDRESSES_PER_ENI = {"m5.large": 9, "t3.medium": 5}  # (IPv4 per ENI) - 1: the ENI's own address
 BANDWIDTH = {

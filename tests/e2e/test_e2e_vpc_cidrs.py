@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from vpccni.localcloud.cluster import EmulatedCluster, sweep_cluster
-from vpccni.net.testns import WhoAmIServer, whoami
+from vpccni.localcloud.vpc.netns import WhoAmIServer, whoami
+from vpccni.testing.cluster import EmulatedCluster, sweep_cluster
 
 PREFIX = "ev"
 NEW_BLOCK = "10.1.0.0/16"

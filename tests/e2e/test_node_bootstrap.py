@@ -36,16 +36,16 @@ import pytest
 
 from tests.kube import KubeCluster
 from tests.libcni import Libcni, build_driver, k8s_args
-from vpccni.conflist import CONFLIST_FILENAME
-from vpccni.ipamd_client import IpamdUnreachable, call
-from vpccni.ipamd_process import IpamdPaths, ipamd_env
 from vpccni.localcloud.cloud import LocalCloud, Node
-from vpccni.localcloud.cluster_node import NodeIpamd
-from vpccni.localcloud.dataplane import VpcDataplane, sweep_dataplane
-from vpccni.localcloud.netns_sockets import listening_socket
+from vpccni.localcloud.vpc.dataplane import VpcDataplane, sweep_dataplane
+from vpccni.localcloud.vpc.netns import Netns, NetnsFactory, ping
+from vpccni.localcloud.vpc.sockets import listening_socket
 from vpccni.net.nsutil import read_sysctl_path
-from vpccni.net.testns import Netns, NetnsFactory, ping
-from vpccni.protocol import NoIpReason, Op, Request
+from vpccni.node.conflist import CONFLIST_FILENAME
+from vpccni.testing.cluster_node import NodeIpamd
+from vpccni.testing.ipamd_process import IpamdPaths, ipamd_env
+from vpccni.wire.client import IpamdUnreachable, call
+from vpccni.wire.protocol import NoIpReason, Op, Request
 
 PREFIX = "nb"
 NODE_NAME = "nb-node-1"

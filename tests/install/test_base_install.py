@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from scripts.check_lock import canonical
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 NODE_LOCK = REPO / "requirements" / "node.txt"
 DEV_LOCK = REPO / "requirements" / "dev.txt"
 
@@ -55,9 +56,16 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     so every distribution in it is one the node lock names, or vpccni.
     """
     root = tmp_path_factory.mktemp("base")
-    wheels = root / "wheels"
+    wheels, source = root / "wheels", root / "source"
+    # Built from a copy: setuptools writes vpccni.egg-info next to pyproject.toml, and one left in the
+    # checkout would shadow the editable install's metadata (its entry points) for every later run.
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("vpccni", "ipamd", "plugin"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheels), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "-w", str(wheels), str(source)], check=True, capture_output=True, timeout=300)
     venv = Venv(root / "venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv.root)], check=True, timeout=120)
     for argv in (["--require-hashes", "-r", str(NODE_LOCK)], [str(next(wheels.glob("vpccni-*.whl")))]):

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from vpccni.localcloud.vpc.netns import Netns, NetnsFactory, WhoAmIServer, sweep
 from vpccni.net.host import setup_eni, setup_host
 from vpccni.net.iptables import apply_snat_rules
 from vpccni.net.names import MAIN_TABLE, host_veth_name
 from vpccni.net.pod import PodAttachment, PodLinks, setup_pod, teardown_pod
 from vpccni.net.snat import SnatSettings
-from vpccni.net.testns import Netns, NetnsFactory, WhoAmIServer, sweep
 
 PREFIX = "nt8"
 VETH_PREFIX = "nt8v"

@@ -1,6 +1,6 @@
 """``vpccni bench add``: ADD exec -> result latency through the real CNI plugin, with a warm pool.
 
-One emulated node (:class:`~vpccni.localcloud.cluster.EmulatedCluster`, default m5.xlarge: a 30-pod burst
+One emulated node (:class:`~vpccni.testing.cluster.EmulatedCluster`, default m5.xlarge: a 30-pod burst
 needs more addresses than an m5.large has) runs the real ipamd with the Linux dataplane inside its network
 namespace. MINIMUM_IP_TARGET keeps ``--concurrent`` + 2 addresses and WARM_IP_TARGET 2 free, so every
 address the timed ADDs need is attached before timing starts (the benchmark waits for it) and the pool
@@ -42,7 +42,6 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from vpccni import limits
 from vpccni.benchmarks.add_phases import (
     EMPTY_HISTOGRAM,
     ExecResult,
@@ -60,11 +59,12 @@ from vpccni.benchmarks.add_phases import (
 )
 from vpccni.benchmarks.floors import process_floor, veth_floor
 from vpccni.benchmarks.stats import LatencySummary, machine_load
-from vpccni.cli import fail
+from vpccni.config import limits
+from vpccni.console import fail
 
 if TYPE_CHECKING:
-    from vpccni.localcloud.cluster import ClusterNode, EmulatedCluster
-    from vpccni.net.testns import Netns, NetnsFactory
+    from vpccni.localcloud.vpc.netns import Netns, NetnsFactory
+    from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 
 GOAL_SEQUENTIAL_P50_MS = 25.0
 GOAL_SEQUENTIAL_P99_MS = 60.0
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{args.instance_type} ({capacity} secondary addresses, {WARM_FREE} kept free)")
     if os.geteuid() != 0:
         return fail(prog, "needs root: it creates network namespaces and runs ipamd in one")
-    from vpccni.demo import one_line
+    from vpccni.demo.run import one_line
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up as Ctrl-C does
     try:
@@ -135,8 +135,8 @@ class Phase:
 
 
 def measure(instance_type: str, sequential: int, concurrent: int, floor_runs: int) -> dict[str, Any]:
-    from vpccni.localcloud.cluster import EmulatedCluster
-    from vpccni.net.testns import NetnsFactory
+    from vpccni.localcloud.vpc.netns import NetnsFactory
+    from vpccni.testing.cluster import EmulatedCluster
 
     prefix = "ba" + secrets.token_hex(2)
     settings = {"MINIMUM_IP_TARGET": str(concurrent + WARM_FREE), "WARM_IP_TARGET": str(WARM_FREE),
@@ -189,7 +189,7 @@ class NodeBench:
 
     def _call(self, command: str, pod_netns: str, cid: str,
               inject: dict[str, Any] | None = None) -> PluginCall:
-        from vpccni.localcloud.cluster_node import k8s_cni_args, request_config
+        from vpccni.testing.cluster_node import k8s_cni_args, request_config
 
         env = {**plain_env(), "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": pod_netns,
                "CNI_IFNAME": "eth0", "CNI_PATH": self.cluster.cni_bin_dir,

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from vpccni.benchmarks.stats import LatencySummary
-from vpccni.ipamd_client import call, http_get
 from vpccni.net.nsutil import run_in_netns
-from vpccni.protocol import Op, Request
+from vpccni.wire.client import call, http_get
+from vpccni.wire.protocol import Op, Request
 
 T = TypeVar("T")
 RPC_HISTOGRAM = "vpccni_rpc_duration_seconds"
@@ -196,7 +196,7 @@ def ipamd_add_histogram(netns: str, metrics_address: str) -> Histogram:
 
 
 def rpc_floor(workdir: str, runs: int) -> LatencySummary:
-    """ADD over the socket of a real ipamd server with no plumbing (``ipamd.benchserve``: the production
+    """ADD over the socket of a real ipamd server with no plumbing (``ipamd.app.benchserve``: the production
     server, datastore and durable group commit, a fake ENI): connect, send, assign, fsync, answer, from a
     warm client. Each ADD is followed by an untimed DEL. One untimed pair first."""
     from vpccni.benchmarks.rpc import _read_event, _start_server
@@ -213,7 +213,7 @@ def rpc_floor(workdir: str, runs: int) -> LatencySummary:
             answer = call(socket_path, add)
             elapsed = time.perf_counter() - started
             if not answer.ok:
-                raise RuntimeError(f"ipamd.benchserve refused an ADD: {answer.error}")
+                raise RuntimeError(f"ipamd.app.benchserve refused an ADD: {answer.error}")
             if n:
                 samples.append(elapsed)
             call(socket_path, Request(op=Op.DEL, network="bench", container_id=f"floor{n}", ifname="eth0",
@@ -242,7 +242,7 @@ def launcher_interpreter(launcher: str) -> list[str]:
 
 def launcher_imports_probe(launcher: str) -> list[str]:
     """argv that does everything the launcher does up to calling ``main()``: the interpreter start and
-    every import of the plugin, whatever the launcher's layout (vpccni.cni_install or a host copy)."""
+    every import of the plugin, whatever the launcher's layout (vpccni.node.launcher or a host copy)."""
     with open(launcher, encoding="utf-8") as f:
         body = f.read().rstrip("\n")
     if not body.endswith(LAUNCHER_LAST_LINE):

@@ -28,10 +28,10 @@ from typing import Any
 
 from vpccni.benchmarks.churn_trace import PodLife, TimeScale, churn_trace, peak_concurrency
 from vpccni.benchmarks.stats import machine_load
-from vpccni.cli import fail
-from vpccni.ipamd_client import IpamdUnreachable, call, call_async, introspect
-from vpccni.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
-from vpccni.protocol import ErrorKind, Op, Request
+from vpccni.console import fail
+from vpccni.testing.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
+from vpccni.wire.client import IpamdUnreachable, call, call_async, introspect
+from vpccni.wire.protocol import ErrorKind, Op, Request
 
 GOAL_MUTATING_PER_1000 = 20.0
 SCENARIOS: tuple[tuple[str, dict[str, str]], ...] = (

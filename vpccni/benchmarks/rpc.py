@@ -1,6 +1,6 @@
 """``vpccni bench rpc``: durable ADD+DEL RPCs per second and latency over the ipamd socket.
 
-A real ipamd server runs in a child process (``python -m ipamd.benchserve``: the production server,
+A real ipamd server runs in a child process (``python -m ipamd.app.benchserve``: the production server,
 datastore and group-committed checkpoint with fsync; a fake ENI; no plumbing); this process drives it with
 ``--concurrency`` clients, each on its own connection, each doing ADD then DEL for a fresh key, one
 request/response per RPC. Every answer was durable before it was sent.
@@ -26,8 +26,8 @@ from typing import IO, Any
 
 from vpccni.benchmarks.floors import Floor, fsync_floor
 from vpccni.benchmarks.stats import LatencySummary, machine_load
-from vpccni.cli import fail
-from vpccni.protocol import Op, Request, decode_response, encode_request
+from vpccni.console import fail
+from vpccni.wire.protocol import Op, Request, decode_response, encode_request
 
 GOAL_RPCS_PER_S = 3000.0
 GOAL_P99_MS = 5.0
@@ -134,13 +134,13 @@ def _read_event(stream: IO[str], expected: str) -> dict[str, Any]:
     except ValueError:
         event = None
     if not isinstance(event, dict) or event.get("event") != expected:
-        raise RuntimeError(f"ipamd.benchserve: expected a {expected!r} line, got {line.strip()!r}")
+        raise RuntimeError(f"ipamd.app.benchserve: expected a {expected!r} line, got {line.strip()!r}")
     return event
 
 
 def _start_server(workdir: str, addresses: int) -> tuple[subprocess.Popen[str], str]:
     socket_path = os.path.join(workdir, "run", "ipamd.sock")
-    cmd = [sys.executable, "-m", "ipamd.benchserve", "--socket", socket_path,
+    cmd = [sys.executable, "-m", "ipamd.app.benchserve", "--socket", socket_path,
            "--state", os.path.join(workdir, "ipam.json"), "--addresses", str(addresses)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     return proc, socket_path

@@ -1,17 +1,18 @@
 """The ``vpccni`` command: one sub-command per module, imported only when chosen (fast start).
 
 Each sub-command module defines ``add_arguments(parser)`` and ``run(args) -> int``. Bad input is one
-line on stderr and exit status 2 (see :class:`OneLineParser`). A command that needs the local cloud says so
-in one line and exits 2 on an installation without the ``localcloud`` extra (a node's), before importing it.
+line on stderr and exit status 2 (see :class:`vpccni.console.OneLineParser`). A command that needs the local
+cloud says so in one line and exits 2 on an installation without the ``localcloud`` extra (a node's), before
+importing it.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple
 
+from vpccni.console import OneLineParser, fail
 from vpccni.extras import localcloud_missing
 
 
@@ -35,20 +36,6 @@ COMMANDS: dict[str, Command] = {
                     "the local cloud, two nodes and pods with VPC addresses, shown by traffic", True),
     "init": Command("vpccni.cli.init_cmd", "node init: install CNI binaries, set datapath sysctls"),
 }
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is exactly one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
-
-
-def fail(prog: str, message: str) -> int:
-    """Report a bad input in one line; return the exit status to use (2)."""
-    sys.stderr.write(f"{prog}: error: {message}\n")
-    return 2
 
 
 def dispatch(prog: str, command: Command, argv: list[str]) -> int:

@@ -15,8 +15,8 @@ import json
 import shutil
 import sys
 
-from vpccni.cli import fail
-from vpccni.config import SettingRow, Settings
+from vpccni.config.settings import SettingRow, Settings
+from vpccni.console import fail
 from vpccni.errors import ConfigError
 
 PROG = "vpccni config"

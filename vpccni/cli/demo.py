@@ -5,7 +5,7 @@
     sudo vpccni demo --keep     # ... and stay up until Ctrl-C (then clean up, exit 0)
     vpccni demo --endpoints     # only the local cloud's endpoints, checked through boto3 and IMDSv2 (no root)
 
-The logic is in :mod:`vpccni.demo` (see there for what happens, in order); progress goes to stderr, the
+The logic is in :mod:`vpccni.demo.run` (see there for what happens, in order); progress goes to stderr, the
 table or JSON to stdout. Bad options are one line on stderr and exit status 2, checked before anything
 starts; so is running without root (network namespaces need it). Exit status: 0 when every pod kept its
 address inside and outside the VPC, 1 when traffic showed otherwise or something failed (one line on
@@ -20,9 +20,9 @@ import os
 import signal
 import time
 
-from vpccni import limits
-from vpccni.cli import fail
 from vpccni.cli.localcloud import DEFAULT_REGION, add_cloud_arguments, check_cloud_arguments
+from vpccni.config import limits
+from vpccni.console import fail
 
 DEFAULT_NODE_TYPES = ("m5.large", "t3.medium")
 NEEDS_ROOT = ("needs root: it creates network namespaces and runs ipamd in them "
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         status = check_cloud_arguments(prog, args)
         if status:
             return status
-        from vpccni.demo_endpoints import run_endpoints
+        from vpccni.demo.endpoints import run_endpoints
 
         return run_endpoints(prog, args)
     # Cheap checks first, so that a mistake or a missing sudo is answered at once, nothing started.
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     "--region goes with --endpoints")
     if os.geteuid() != 0:
         return fail(prog, NEEDS_ROOT)
-    from vpccni.demo import DemoOptions, run_demo
+    from vpccni.demo.run import DemoOptions, run_demo
 
     # `kill -USR1 <pid>` prints every thread's stack on stderr: what a demo that seems stuck is doing.
     faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -24,7 +24,7 @@ mounted from the host) and the defaults are right.
 standard-library-only files are copied into HOST_CNI_BIN_PATH/vpccni.d/ and the launcher runs them with
 the host's Python (``--host-python``, default /usr/bin/python3, which must be >= 3.11: checked through
 ``--host-fs-root``); ``--host-library`` defaults to that interpreter's own site directories, where a host
-pyroute2 improves the plugin's DEL fallback (:mod:`vpccni.nodeinit_hostcopy`).
+pyroute2 improves the plugin's DEL fallback (:mod:`vpccni.node.hostcopy`).
 
 Prints one line per step ("installed", "unchanged", "set", "kept", "removed") and a summary; a re-run on an
 initialized node changes nothing and says so. Exit status 0 = done, 2 = bad input (nothing changed),
@@ -38,7 +38,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from vpccni.cli import fail
+from vpccni.console import fail
 from vpccni.errors import ConfigError
 
 PROG = "vpccni init"
@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _chain_plugins(env: Mapping[str, str]) -> tuple[str, ...] | str:
     """The chained plugins, or an error message naming the variable."""
-    from vpccni.nodeinit import DEFAULT_CHAIN_PLUGINS
+    from vpccni.node.init import DEFAULT_CHAIN_PLUGINS
 
     raw = env.get(CHAIN_VARIABLE)
     if raw is None:
@@ -112,8 +112,9 @@ def _chain_plugins(env: Mapping[str, str]) -> tuple[str, ...] | str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vpccni.config import Settings
-    from vpccni.nodeinit import (
+    from vpccni.config.settings import Settings
+    from vpccni.node.hostcopy import DEFAULT_HOST_PYTHON
+    from vpccni.node.init import (
         DEFAULT_PLUGIN_SOURCE,
         InitFailed,
         InitInputError,
@@ -122,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
         run_node_init,
         summary,
     )
-    from vpccni.nodeinit_hostcopy import DEFAULT_HOST_PYTHON
 
     try:
         settings = Settings.from_env()

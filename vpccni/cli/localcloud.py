@@ -15,16 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
-from vpccni.cli import fail
-from vpccni.localcloud.ec2_latency import PROFILE_NAMES
+from vpccni.console import fail, stop_on_signals
+from vpccni.localcloud.ec2.latency import PROFILE_NAMES
 
 DEFAULT_REGION = "us-west-2"
 
@@ -65,22 +60,6 @@ def check_cloud_arguments(prog: str, args: argparse.Namespace) -> int:
         if not is_known_instance_type(instance_type):
             return fail(prog, f"unknown instance type {instance_type!r} (not in DescribeInstanceTypes)")
     return 0
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT while inside the block; the old handlers come back after."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def summary(description: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """``vpccni max-pods``: the kubelet ``--max-pods`` value for an instance type, as one integer.
 
 Same numbers as aws-node's eni-max-pods.txt (no flags) and EKS's max-pods-calculator.sh (with flags);
-the formula is in :mod:`vpccni.limits`. Only the bundled table is consulted: this command makes no AWS
+the formula is in :mod:`vpccni.config.limits`. Only the bundled table is consulted: this command makes no AWS
 call, so it works in a bootstrap script before the node has credentials.
 """
 
@@ -11,8 +11,8 @@ import argparse
 import difflib
 import sys
 
-from vpccni.cli import fail
-from vpccni.limits import known_instance_types, lookup, max_pods
+from vpccni.config.limits import known_instance_types, lookup, max_pods
+from vpccni.console import fail
 
 PROG = "vpccni max-pods"
 

@@ -21,8 +21,8 @@ import os
 import sys
 from typing import Any
 
-from vpccni.ipamd_client import IpamdUnreachable, call, introspect
-from vpccni.protocol import DEFAULT_SOCKET_PATH, Op, Request
+from vpccni.wire.client import IpamdUnreachable, call, introspect
+from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, Op, Request
 
 DEFAULT_INTROSPECTION = "127.0.0.1:61679"
 PROBE_TIMEOUT_S = 5.0

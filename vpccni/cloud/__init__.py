@@ -1,18 +1,20 @@
-"""The cloud boundary: a small provider interface, its AWS implementation, the API budget and IMDS.
+"""The cloud boundary: a small provider interface, the API budget, retries and call observation, in
+cloud-neutral terms; one subpackage per cloud implements the interface (:mod:`vpccni.cloud.aws`).
 
-Layout (one responsibility per module):
+Layers: the cloud-neutral modules here import only :mod:`vpccni.errors` and the standard library; a cloud's
+subpackage imports them and its SDK. Layout:
 
 - :mod:`~vpccni.cloud.base`: :class:`CloudProvider` (typing.Protocol) and its frozen result types;
-- :mod:`~vpccni.cloud.aws`: :class:`~vpccni.cloud.aws.AwsProvider` over boto3, built on
-  :mod:`~vpccni.cloud.aws_client` (client settings), :mod:`~vpccni.cloud.aws_errors` (botocore ->
-  vpccni.errors), :mod:`~vpccni.cloud.aws_parse` (responses -> dataclasses) and
+- :mod:`~vpccni.cloud.aws.provider`: :class:`~vpccni.cloud.aws.provider.AwsProvider` over boto3, built on
+  :mod:`~vpccni.cloud.aws.client` (client settings), :mod:`~vpccni.cloud.aws.errors` (botocore ->
+  vpccni.errors), :mod:`~vpccni.cloud.aws.parse` (responses -> dataclasses) and
   :mod:`~vpccni.cloud.retry` (budget + observation + tenacity retries around every request);
 - :mod:`~vpccni.cloud.budget`: token buckets per action class with AIMD on throttling;
 - :mod:`~vpccni.cloud.observe`: :class:`CallObserver`, what metrics hang off;
-- :mod:`~vpccni.cloud.imds`: the IMDSv2 client (standard library only);
-- :mod:`~vpccni.cloud.tags`: aws-node's tag and description conventions.
+- :mod:`~vpccni.cloud.aws.imds`: the IMDSv2 client (standard library only);
+- :mod:`~vpccni.cloud.aws.tags`: aws-node's tag and description conventions.
 
-This package imports no boto3 at import time; ``vpccni.cloud.aws`` does.
+This package imports no boto3 at import time; ``vpccni.cloud.aws.provider`` does.
 """
 
 from vpccni.cloud.base import (
@@ -33,7 +35,6 @@ from vpccni.cloud.budget import (
     BudgetSettings,
     action_class,
 )
-from vpccni.cloud.imds import ImdsClient, ImdsIdentity, ImdsInterface, ImdsSettings
 from vpccni.cloud.observe import CallObserver, CallRecord, FanOutObserver, InMemoryObserver, NullObserver
 
 __all__ = [
@@ -47,10 +48,6 @@ __all__ = [
     "CallRecord",
     "CloudProvider",
     "FanOutObserver",
-    "ImdsClient",
-    "ImdsIdentity",
-    "ImdsInterface",
-    "ImdsSettings",
     "InMemoryObserver",
     "InstanceInfo",
     "InterfaceSlot",

@@ -128,7 +128,7 @@ class CloudProvider(Protocol):
 
     def describe_instance_type(self, instance_type: str) -> Mapping[str, object]:
         """Network limits of ``instance_type`` as EC2's ``InstanceTypeInfo`` mapping (``NetworkInfo``,
-        ``Hypervisor``, ``BareMetal``, ...), for :mod:`vpccni.limits` to parse.
+        ``Hypervisor``, ``BareMetal``, ...), for :mod:`vpccni.config.limits` to parse.
 
         Raises :class:`~vpccni.errors.UnknownInstanceType` when the cloud does not know the type.
         """

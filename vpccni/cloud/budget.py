@@ -89,7 +89,7 @@ class BucketSettings:
 class BudgetSettings:
     """The per-node API budget. Defaults are a small share of EC2's per-account buckets (mutating:
     50 burst, 5/s; describe: 100 burst, 20/s), so that a fleet of nodes fits side by side. Sizes and
-    rates match the VPCCNI_API_* defaults of :mod:`vpccni.config`; after a throttle a bucket regains
+    rates match the VPCCNI_API_* defaults of :mod:`vpccni.config.settings`; after a throttle a bucket regains
     its full rate in about (rate - rate/2) / increase_step quiet intervals (50 s for both)."""
 
     mutating: BucketSettings = field(

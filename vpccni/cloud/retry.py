@@ -1,10 +1,11 @@
 """How one logical cloud call is executed: budget, timing, error mapping, retries.
 
-:class:`CallRunner` wraps every request the AWS provider sends:
+:class:`CallRunner` wraps every request a cloud provider sends:
 
 1. take a token from the :class:`~vpccni.cloud.budget.ApiBudget` (may sleep);
 2. send the request, timing it;
-3. map any botocore error to :mod:`vpccni.errors` (chained), report the attempt to the observer, and
+3. map any SDK error to :mod:`vpccni.errors` (chained) with the provider's one :data:`ErrorMapper`
+   (AWS: :func:`vpccni.cloud.aws.errors.map_error`), report the attempt to the observer, and
    on a throttle tell the budget so the whole node slows down;
 4. retry *retryable* errors only (throttled, 5xx, timeout) with tenacity's full-jitter exponential
    back-off, bounded by attempts and by total time; permanent errors surface at once.
@@ -12,8 +13,8 @@
 Ambiguous outcomes: after a timeout or 5xx the cloud may have acted anyway. When such an attempt is
 followed by a *permanent* error (e.g. attaching an interface that the lost attempt already attached),
 the runner asks the caller's ``resync`` callback to look at the cloud; if the effect is there, that is
-the result, otherwise the permanent error stands. Botocore's own retries are turned down at the client
-(see :mod:`vpccni.cloud.aws_client`), so this module is the retry policy.
+the result, otherwise the permanent error stands. The SDK's own retries are turned down at the client
+(see :mod:`vpccni.cloud.aws.client`), so this module is the retry policy.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from vpccni.cloud.aws_errors import map_error
 from vpccni.cloud.budget import ApiBudget, Clock, Sleep
 from vpccni.cloud.observe import CallObserver, NullObserver
 from vpccni.errors import (
@@ -45,6 +45,9 @@ from vpccni.errors import (
 )
 
 T = TypeVar("T")
+
+ErrorMapper = Callable[[str, Exception], Exception]
+"""``(action, sdk exception) -> vpccni error`` (anything it does not know comes back unchanged)."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,14 @@ class CallRunner:
     def __init__(
         self,
         *,
+        map_error: ErrorMapper,
         retry: RetrySettings | None = None,
         budget: ApiBudget | None = None,
         observer: CallObserver | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> None:
+        self._map_error = map_error
         self.retry = retry or RetrySettings()
         self.budget = budget or ApiBudget(clock=clock, sleep=sleep)
         self.observer = observer or NullObserver()
@@ -113,7 +118,7 @@ class CallRunner:
                 result = request()
             except Exception as exc:
                 elapsed = self._clock() - started
-                mapped = map_error(action, exc)
+                mapped = self._map_error(action, exc)
                 if not isinstance(mapped, CloudError):
                     self.observer.observe(action, elapsed, type(exc).__name__, False)
                     raise

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vpccni.localcloud.cloud import LocalCloud, Node, Subnet, Vpc, is_known_instance_type
-    from vpccni.localcloud.ec2_control import Ec2ControlClient
-    from vpccni.localcloud.ec2_counters import ActionCounters
-    from vpccni.localcloud.ec2_faults import FaultInjector, FaultRule
-    from vpccni.localcloud.ec2_latency import PROFILE_NAMES, LatencyProfile
-    from vpccni.localcloud.ec2_state import InstanceTypeLimits, limits_for
-    from vpccni.localcloud.ec2_throttle import BucketSpec, ThrottleConfig
-    from vpccni.localcloud.ec2server import Ec2Server
-    from vpccni.localcloud.imds import ImdsServer
-    from vpccni.localcloud.imds_history import ViewHistory
+    from vpccni.localcloud.ec2.control import Ec2ControlClient
+    from vpccni.localcloud.ec2.counters import ActionCounters
+    from vpccni.localcloud.ec2.faults import FaultInjector, FaultRule
+    from vpccni.localcloud.ec2.latency import PROFILE_NAMES, LatencyProfile
+    from vpccni.localcloud.ec2.server import Ec2Server
+    from vpccni.localcloud.ec2.state import InstanceTypeLimits, limits_for
+    from vpccni.localcloud.ec2.throttle import BucketSpec, ThrottleConfig
+    from vpccni.localcloud.imds.history import ViewHistory
+    from vpccni.localcloud.imds.server import ImdsServer
     from vpccni.localcloud.model import EniView, InstanceView
 
 _EXPORTS: dict[str, str] = {
@@ -32,19 +32,19 @@ _EXPORTS: dict[str, str] = {
     "Subnet": "cloud",
     "Vpc": "cloud",
     "is_known_instance_type": "cloud",
-    "Ec2Server": "ec2server",
-    "Ec2ControlClient": "ec2_control",
-    "ActionCounters": "ec2_counters",
-    "FaultInjector": "ec2_faults",
-    "FaultRule": "ec2_faults",
-    "LatencyProfile": "ec2_latency",
-    "PROFILE_NAMES": "ec2_latency",
-    "InstanceTypeLimits": "ec2_state",
-    "limits_for": "ec2_state",
-    "BucketSpec": "ec2_throttle",
-    "ThrottleConfig": "ec2_throttle",
-    "ImdsServer": "imds",
-    "ViewHistory": "imds_history",
+    "Ec2Server": "ec2.server",
+    "Ec2ControlClient": "ec2.control",
+    "ActionCounters": "ec2.counters",
+    "FaultInjector": "ec2.faults",
+    "FaultRule": "ec2.faults",
+    "LatencyProfile": "ec2.latency",
+    "PROFILE_NAMES": "ec2.latency",
+    "InstanceTypeLimits": "ec2.state",
+    "limits_for": "ec2.state",
+    "BucketSpec": "ec2.throttle",
+    "ThrottleConfig": "ec2.throttle",
+    "ImdsServer": "imds.server",
+    "ViewHistory": "imds.history",
     "EniView": "model",
     "InstanceView": "model",
 }

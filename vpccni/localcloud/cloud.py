@@ -10,7 +10,7 @@ the same boto3 API a user would call, so the EC2 layer's semantics apply to them
 
 How IMDS follows EC2: the facade registers one listener on the Ec2Server. After every successful mutating
 call the listener records a snapshot of every node's instance view into that node's history
-(:mod:`vpccni.localcloud.imds_history`); each node's IMDS serves from its history, which is how lag and
+(:mod:`vpccni.localcloud.imds.history`); each node's IMDS serves from its history, which is how lag and
 stale modes work. Nodes are registered under a lock of our own that is never held across an EC2 call, so
 the listener (which runs under the EC2 state lock) cannot deadlock against ``add_node``.
 """
@@ -26,13 +26,13 @@ from types import TracebackType
 from typing import Any
 
 from vpccni.errors import CloudNotFound, UnknownInstanceType
-from vpccni.localcloud.ec2_iam import Ec2Iam
-from vpccni.localcloud.ec2_latency import LatencyProfile
-from vpccni.localcloud.ec2_state import limits_for
-from vpccni.localcloud.ec2_throttle import ThrottleConfig
-from vpccni.localcloud.ec2server import Ec2Server
-from vpccni.localcloud.imds import ImdsServer
-from vpccni.localcloud.imds_history import Clock, ViewHistory
+from vpccni.localcloud.ec2.iam import Ec2Iam
+from vpccni.localcloud.ec2.latency import LatencyProfile
+from vpccni.localcloud.ec2.server import Ec2Server
+from vpccni.localcloud.ec2.state import limits_for
+from vpccni.localcloud.ec2.throttle import ThrottleConfig
+from vpccni.localcloud.imds.history import Clock, ViewHistory
+from vpccni.localcloud.imds.server import ImdsServer
 
 # moto accepts any image id unless AMI validation is on; describing images would cost ~0.7 s.
 _IMAGE_ID = "ami-0123456789abcdef0"
@@ -152,7 +152,7 @@ class LocalCloud:
 
     @property
     def iam(self) -> Ec2Iam:
-        """IAM mode: ``enable()``, ``create_user(name, policy)`` (see vpccni.localcloud.ec2_iam)."""
+        """IAM mode: ``enable()``, ``create_user(name, policy)`` (see vpccni.localcloud.ec2.iam)."""
         return self.server.iam
 
     @property

@@ -1,0 +1,333 @@
+"""The reconciler: applies the pool's Decisions through the cloud and keeps the datastore true to EC2.
+
+One pool pass (:meth:`Reconciler.tick`): build the pool state from the datastore, ask the pure
+:func:`ipamd.pool.decision.decide`, then grow (fill existing ENIs, one Assign each; create one ENI with its
+addresses) and shrink (hand free CIDRs back, free one idle ENI) through :mod:`ipamd.reconcile.actions`.
+Gates before any EC2 mutation: DISABLE_NETWORK_RESOURCE_PROVISIONING (the pool is what is attached), a
+cordoned node with AWS_MANAGE_ENIS_NON_SCHEDULABLE=false, and the growth back-offs: VPCCNI_SUBNET_FULL_BACKOFF
+after InsufficientFreeAddressesInSubnet / InsufficientCidrBlocks, and after UnauthorizedOperation one that
+doubles from 2 s to 5 min while EC2 keeps refusing, for growth and for shrinking apart (aws-node retries a
+denied call every pass, so a fleet missing one permission keeps spending the account's request budget on
+refusals).
+
+No cloud error stops ipamd. Each is turned into the reason the pool cannot grow
+(:mod:`ipamd.reconcile.status`, what an ADD that finds no address answers) and, where our picture of
+EC2 may be wrong (ENI or address limit, an ambiguous failure), into a resync from EC2 before the next
+pass. Throttling needs nothing here: the API budget already waits and backs off.
+
+EC2 syncs (:mod:`ipamd.reconcile.sync`) run at start, on request, when IMDS disagrees with the datastore,
+and every VPCCNI_EC2_RECONCILE_PERIOD, skipped when the pool itself acted within that period (as aws).
+One asyncio lock serialises every pass and sync, so no sync describes EC2 in the middle of a grow; ADD and
+DEL do not take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from itertools import groupby
+
+from ipamd.pool.decision import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
+from ipamd.reconcile.actions import EniActions
+from ipamd.reconcile.context import NodeContext, log
+from ipamd.reconcile.node import node_capacity, pool_targets, pool_timers
+from ipamd.reconcile.status import GrowthStatus
+from ipamd.reconcile.sync import Ec2Sync
+from ipamd.state.recovery import EniView
+from vpccni.cloud.aws.imds import ImdsClient
+from vpccni.errors import (
+    AddressLimitExceeded,
+    CloudError,
+    CloudThrottled,
+    EniConfigMissing,
+    EniLimitExceeded,
+    KubernetesError,
+    NoCidrBlock,
+    PlumbingError,
+    SubnetFull,
+    Unauthorized,
+)
+from vpccni.wire.protocol import NoIpReason
+
+UNAUTHORIZED_BACKOFF_FIRST_S = 2.0
+UNAUTHORIZED_BACKOFF_MAX_S = 300.0
+_SUBNET_FULL_HINT = "VPCCNI_SUBNET_FULL_BACKOFF"
+
+
+def unauthorized_backoff(refusals: int) -> float:
+    """Seconds without another attempt after the ``refusals``-th UnauthorizedOperation in a row."""
+    return min(UNAUTHORIZED_BACKOFF_MAX_S, UNAUTHORIZED_BACKOFF_FIRST_S * 2.0 ** min(refusals - 1, 30))
+
+
+@dataclass
+class RefusalBackoff:
+    """UnauthorizedOperation refusals in a row of one kind of pool action (growing or shrinking), and the
+    monotonic time before which that action is not tried again."""
+
+    refusals: int = 0
+    until: float = -math.inf
+
+    def refused(self, now: float) -> float:
+        self.refusals += 1
+        self.until = now + unauthorized_backoff(self.refusals)
+        return self.until
+
+    def succeeded(self) -> None:
+        self.refusals = 0
+
+
+class Reconciler:
+    def __init__(self, ctx: NodeContext, status: GrowthStatus, *, imds: ImdsClient | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.ctx = ctx
+        self.status = status
+        self.actions = EniActions(ctx)
+        self.sync = Ec2Sync(ctx, imds)
+        self.lock = asyncio.Lock()
+        self._monotonic = monotonic
+        self._clock = clock
+        settings = ctx.settings
+        self.targets = pool_targets(settings, ctx.limits)
+        self.timers = pool_timers(settings)
+        self._node_capacity_pods: int | None = None
+        self.capacity = self._capacity()
+        self.peak = PeakWindow(settings.scale_down_window)
+        self.last_decision: Decision | None = None
+        self.last_decision_at: float | None = None  # wall-clock
+        self.last_decision_basis: PoolStats | None = None  # the counts the decision was made on
+        self.last_pool_action = -math.inf  # monotonic: the last pass that called EC2
+        self._last_decrease = -math.inf  # monotonic
+        self._backoff_until = -math.inf  # monotonic: no growth before (subnet full / no /28)
+        self._backoff_reason = NoIpReason.SUBNET_FULL
+        self._backoff_hint = _SUBNET_FULL_HINT  # what sets the wait, for the status message
+        self._grow_refusals = RefusalBackoff()
+        self._shrink_refusals = RefusalBackoff()  # releases and ENI frees
+        self.resync_requested = False
+        self.unauthorized: dict[str, str] = {}  # action -> the last refusal's message
+        self.ticks = 0
+        self.syncs = 0
+
+    # --- capacity --------------------------------------------------------------------------------
+
+    def _capacity(self) -> NodeCapacity:
+        return node_capacity(self.ctx.settings, self.ctx.limits, unmanaged_enis=len(self.ctx.unmanaged),
+                             node_capacity_pods=self._node_capacity_pods)
+
+    def set_node_capacity_pods(self, pods: int | None) -> None:
+        """The Node's ``status.capacity.pods`` (the Kubernetes side calls this; VPCCNI_MAX_PODS wins)."""
+        self._node_capacity_pods = pods
+        self.capacity = self._capacity()
+
+    # --- start -----------------------------------------------------------------------------------
+
+    async def startup_views(self) -> list[EniView]:
+        """EC2's view of our ENIs for recovery (the datastore must still be empty)."""
+        async with self.lock:
+            views = await self.sync.startup_views()
+            self.capacity = self._capacity()
+            self.syncs += 1
+            return views
+
+    # --- one pool pass ---------------------------------------------------------------------------
+
+    async def tick(self) -> Decision:
+        async with self.lock:
+            if self.resync_requested:
+                await self._resync("resync")
+            now = self._monotonic()
+            state = self.ctx.datastore.pool_state(seconds_since_last_decrease=now - self._last_decrease)
+            stats = pool_stats(state, self.capacity.primary_serves_pods)
+            state = replace(state, peak_in_use=self.peak.observe(now, stats.in_use))
+            decision = decide(state, self.targets, self.capacity, self.timers)
+            self.last_decision, self.last_decision_at = decision, self._clock()
+            self.last_decision_basis = stats
+            self.ticks += 1
+            await self._grow(decision)
+            await self._shrink(decision)
+            self.status.started = True
+            return decision
+
+    def _gate(self) -> tuple[NoIpReason, str] | None:
+        """Why no EC2 mutation may happen now, if one of the gates is closed."""
+        settings = self.ctx.settings
+        if settings.disable_network_resource_provisioning:
+            return NoIpReason.PROVISIONING_DISABLED, (
+                "DISABLE_NETWORK_RESOURCE_PROVISIONING=true: ipamd adds no ENI or address; the pool is what "
+                f"is attached ({self.ctx.datastore.stats().total} addresses)")
+        if not settings.manage_enis_non_schedulable and self.ctx.hooks.node_unschedulable():
+            return NoIpReason.UNSCHEDULABLE, (
+                "the node is cordoned (unschedulable) and AWS_MANAGE_ENIS_NON_SCHEDULABLE=false: no ENI or "
+                "address is added or removed until it is uncordoned")
+        return None
+
+    async def _grow(self, d: Decision) -> None:
+        if d.short <= 0:
+            self.status.clear()
+            return
+        gate = self._gate()
+        if gate is not None:
+            self.status.block(*gate)
+            return
+        wait = self._backoff_until - self._monotonic()
+        if wait > 0 and (d.assign or d.new_eni):
+            current = self.status.current
+            message = current.message if current is not None else "the subnet has no free address"
+            self.status.block(self._backoff_reason, message.split(" — ")[0] +
+                              f" — next growth attempt in {wait:.0f}s ({self._backoff_hint})")
+            return
+        if d.assign or d.new_eni:
+            self.status.growing = True
+            self.ctx.metrics.in_progress("increaseDatastorePool", 1)
+            try:
+                for eni_id, count in d.assign:
+                    await self.actions.assign(eni_id, count)
+                if d.new_eni:
+                    await self.actions.create_eni(d.new_eni)
+                self._grow_refusals.succeeded()
+            except CloudError as exc:
+                self._grow_failed(exc)
+                return
+            except EniConfigMissing as exc:
+                self.status.block(NoIpReason.ENI_CONFIG_MISSING, str(exc))
+                return
+            except KubernetesError as exc:  # the ENIConfig could not be read: try again next pass
+                self.ctx.metrics.error("increaseDatastorePool")
+                self.status.block(NoIpReason.ENI_CONFIG_MISSING,
+                                  f"the node's ENIConfig could not be read: {exc}")
+                return
+            except PlumbingError as exc:  # attached, but host setup failed: the next sync adopts it again
+                self.ctx.metrics.error("increaseDatastorePool")
+                log.warning("a new ENI's host setup failed: %s; it is adopted again after a resync", exc)
+                self.resync_requested = True
+                self.status.block(NoIpReason.GROWING,
+                                  f"a new ENI is attached but its host setup failed ({exc}); retrying")
+                return
+            finally:
+                self.status.growing = False
+                self.ctx.metrics.in_progress("increaseDatastorePool", -1)
+                self.last_pool_action = self._monotonic()
+        if d.blocked:
+            self.status.block(NoIpReason(d.blocked), self._blocked_message(d))
+        else:
+            self.status.clear()
+
+    def _blocked_message(self, d: Decision) -> str:
+        cap, stats = self.capacity, self.ctx.datastore.stats()
+        if d.blocked == NoIpReason.MAX_PODS:
+            return (f"the pool holds {stats.total} addresses and max pods is {cap.max_pods}; "
+                    f"{d.short} more wanted by the warm targets")
+        cap_note = f", MAX_ENI={self.ctx.settings.max_eni}" if self.ctx.settings.max_eni else ""
+        unmanaged = f", {len(self.ctx.unmanaged)} not managed by ipamd" if self.ctx.unmanaged else ""
+        return (f"every ENI is full and the node has {len(self.ctx.datastore.enis())} of {cap.max_enis} ENIs "
+                f"({self.ctx.facts.instance_type}{cap_note}{unmanaged}); {d.short} more address(es) wanted")
+
+    def _grow_failed(self, exc: CloudError) -> None:
+        self.ctx.metrics.error("increaseDatastorePool")
+        log.warning("growing the pool failed: %s", exc)
+        detail = f"EC2 {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
+        if isinstance(exc, SubnetFull | NoCidrBlock):
+            backoff = self.ctx.settings.subnet_full_backoff
+            self._backoff_until = self._monotonic() + backoff
+            self._backoff_hint = _SUBNET_FULL_HINT
+            full = isinstance(exc, SubnetFull)
+            self._backoff_reason = NoIpReason.SUBNET_FULL if full else NoIpReason.NO_CIDR_BLOCK
+            what = "the subnet has no free address" if full else "the subnet has no free aligned /28"
+            self.status.block(self._backoff_reason, f"{what} ({detail}) — next growth attempt in "
+                              f"{backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)")
+        elif isinstance(exc, EniLimitExceeded | AddressLimitExceeded):
+            self.resync_requested = True
+            self.status.block(NoIpReason.ENI_LIMIT, f"EC2 refused more: {detail}; resyncing from EC2")
+        elif isinstance(exc, CloudThrottled):
+            self.status.block(NoIpReason.THROTTLED, f"EC2 throttled the pool's calls ({detail}); retrying "
+                              "within the API budget")
+        elif isinstance(exc, Unauthorized):
+            self._backoff_until = self._grow_refusals.refused(self._monotonic())
+            self._backoff_reason = NoIpReason.UNAUTHORIZED
+            self._backoff_hint = f"doubling while EC2 refuses, at most {UNAUTHORIZED_BACKOFF_MAX_S:g}s"
+            self._unauthorized(exc)
+        else:
+            self.resync_requested = True  # the outcome may be ambiguous: ask EC2 what happened
+            self.status.block(NoIpReason.CLOUD_ERROR, f"{detail}; resyncing from EC2")
+
+    def _unauthorized(self, exc: Unauthorized) -> None:
+        self.unauthorized[exc.action] = exc.message or exc.code
+        # The hook (a MissingIAMPermissions Event) names the permission EC2 said is missing, which is not
+        # always the action called: a tagged CreateNetworkInterface needs ec2:CreateTags too.
+        self.ctx.hooks.on_unauthorized(exc.permission, exc.message or exc.code)
+        self.status.block(NoIpReason.UNAUTHORIZED, f"EC2 refused {exc.action}: missing IAM permission "
+                          f"({exc.code}{': ' + exc.message if exc.message else ''})")
+
+    async def _shrink(self, d: Decision) -> None:
+        stale = self.ctx.datastore.stale_mode_cidrs()
+        if not (d.release or d.free_eni or stale) or self._gate() is not None:
+            return
+        if self._monotonic() < self._shrink_refusals.until:  # EC2 refused the last one as unauthorized
+            return
+        self.ctx.metrics.in_progress("decreaseDatastorePool", 1)
+        try:
+            released = False
+            regrouped = [(eni, tuple(c for _, c in items))
+                         for eni, items in groupby(sorted(stale), lambda pair: pair[0])]
+            for eni_id, cidrs in (*d.release, *regrouped):
+                released = await self.actions.release(eni_id, cidrs) or released
+            if released:
+                self._last_decrease = self._monotonic()
+            if d.free_eni:
+                await self.actions.free_eni(d.free_eni)
+            self._shrink_refusals.succeeded()
+        except CloudError as exc:
+            self.ctx.metrics.error("decreaseDatastorePool")
+            log.warning("shrinking the pool failed: %s; resyncing from EC2", exc)
+            self.resync_requested = True
+            if isinstance(exc, Unauthorized):
+                self._shrink_refusals.refused(self._monotonic())
+                self._unauthorized(exc)
+        finally:
+            self.ctx.metrics.in_progress("decreaseDatastorePool", -1)
+            self.last_pool_action = self._monotonic()
+
+    # --- syncs -----------------------------------------------------------------------------------
+
+    async def _resync(self, trigger: str) -> bool:
+        """One EC2 sync (lock held). A failure is logged and retried before the next pass."""
+        self.resync_requested = False
+        try:
+            await self.sync.sync(trigger)
+        except (CloudError, PlumbingError) as exc:  # plumbing: an adopted ENI's host setup, retried
+            self.ctx.metrics.error("nodeIPPoolReconcile")
+            log.warning("EC2 sync (%s) failed: %s", trigger, exc)
+            self.resync_requested = True
+            if isinstance(exc, Unauthorized):
+                self._unauthorized(exc)
+            return False
+        self.syncs += 1
+        self.capacity = self._capacity()
+        return True
+
+    async def periodic_sync(self) -> bool:
+        """The VPCCNI_EC2_RECONCILE_PERIOD sync; skipped if the pool itself acted within the period."""
+        if self._monotonic() - self.last_pool_action < self.ctx.settings.ec2_reconcile_period:
+            return False
+        async with self.lock:
+            return await self._resync("periodic")
+
+    async def check_imds(self) -> bool:
+        """Compare IMDS with the datastore; on a new difference, sync from EC2. True if EC2 was asked."""
+        view = await self.sync.read_imds()
+        if view is None:
+            return False
+        async with self.lock:
+            diff = self.sync.needs_sync(view)
+            if diff is None:
+                return False
+            log.info("IMDS differs from the datastore (%s); asking EC2", ", ".join(
+                f"{e} {c} {w}" for e, c, w in sorted(diff)[:5]) + (" ..." if len(diff) > 5 else ""))
+            if await self._resync("imds"):
+                left = self.sync.settle(view)
+                if left:
+                    log.info("EC2 agrees with the datastore; IMDS lags or is stale on %d item(s)", len(left))
+            return True

@@ -1,0 +1,268 @@
+"""What ipamd does for each plugin request (ADD, DEL, CHECK, GC, STATUS, PING), apart from the socket.
+
+Order of an ADD: validate identifiers and the netns -> hold the key -> (deadline check) -> assign ->
+durable commit -> plumb -> reply. A reply is only sent for state already on disk. If plumbing fails the
+assignment is rolled back (durably) and the reply says ``plumbing``; nothing is left half-done.
+
+DEL: hold the key -> tear down -> release into cooldown -> durable commit -> reply. An unknown key is
+success (the address may already be gone), a missing netns or prevResult is success; a teardown that
+fails on something still present keeps the address and fails, so the runtime retries rather than the
+address being reused under a stale route.
+
+GC releases every allocation of the request's network whose attachment is not in the valid list, in one
+commit, exclusive of ADD/DEL. Before :meth:`RequestHandler.mark_ready` (restart recovery not finished)
+ADD/DEL/CHECK/GC answer ``not_ready``; STATUS says why; PING always answers.
+
+Deadlines: ``deadline_ms`` is the client's budget counted from when ipamd read the request. It is checked
+once the key is held, before anything changes: an expired request answers ``try_again`` with nothing
+done. Once an ADD/DEL has started changing state it runs to the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ipamd.dataplane.netns import netns_problem
+from ipamd.dataplane.pod import PodNetwork
+from ipamd.serve.keylocks import KeyLocks
+from ipamd.state.checkpoint import CheckpointWriteError
+from ipamd.state.datastore import AllocationKey, Assignment, Datastore
+from ipamd.state.hooks import DatastorePoolStatus, InMemoryServerMetrics, PoolStatus, ServerMetrics
+from vpccni.wire.protocol import (
+    PROTOCOL_VERSION,
+    Allocation,
+    ErrorKind,
+    NoIpReason,
+    Op,
+    Request,
+    Response,
+    validate_identifiers,
+)
+
+log = logging.getLogger(__name__)
+
+OK = Response(ok=True)
+
+
+class Committer(Protocol):
+    async def commit(self) -> None:
+        """Return once every datastore change made before the call is durable."""
+        ...
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    pod_mtu: int = 9001  # POD_MTU: MTU of the pod's interface, bytes (aws default 9001)
+    gateway: str = "169.254.1.1"  # the pod's default gateway (link-local; the host veth answers ARP)
+
+
+class RequestHandler:
+    def __init__(
+        self,
+        datastore: Datastore,
+        committer: Committer,
+        podnet: PodNetwork,
+        *,
+        pool_status: PoolStatus | None = None,
+        metrics: ServerMetrics | None = None,
+        settings: HandlerSettings | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ds = datastore
+        self._committer = committer
+        self._podnet = podnet
+        self._pool_status = pool_status or DatastorePoolStatus(datastore)
+        self.metrics: ServerMetrics = metrics or InMemoryServerMetrics()
+        self._settings = settings or HandlerSettings()
+        self._monotonic = monotonic
+        self.locks = KeyLocks()  # public for introspection; only the handler takes them
+        self.ready = False
+
+    def mark_ready(self) -> None:
+        """Recovery is done: serve ADD/DEL/CHECK/GC."""
+        self.ready = True
+
+    async def handle(self, req: Request, received_at: float) -> Response:
+        """Answer one request read at monotonic time ``received_at``."""
+        if req.v != PROTOCOL_VERSION:
+            return Response.failure(ErrorKind.UNSUPPORTED_VERSION, f"protocol version {req.v} is not "
+                                    f"supported (ipamd speaks {PROTOCOL_VERSION})")
+        if req.op is Op.PING:
+            return Response(ok=True, status={"ready": self.ready, "pid": os.getpid()})
+        if req.op is Op.STATUS:
+            return self._status()
+        problem = validate_identifiers(req)
+        if problem is not None:
+            return Response.failure(ErrorKind.BAD_REQUEST, problem)
+        if not self.ready:
+            return Response.failure(ErrorKind.NOT_READY, "ipamd is still recovering its state after a start",
+                                    NoIpReason.STARTING)
+        if req.op is Op.ADD:
+            response = await self._add(req, received_at)
+            error = response.error
+            self.metrics.add_request("ok" if error is None else str(error.kind))
+            return response
+        if req.op is Op.DEL:
+            return await self._del(req, received_at)
+        if req.op is Op.CHECK:
+            return await self._check(req)
+        return await self._gc(req, received_at)
+
+    async def replay_del(self, req: Request) -> Response:
+        """A DEL the plugin spooled while ipamd was down; runs before the handler is ready."""
+        return await self._del(req, self._monotonic())
+
+    # --- operations ------------------------------------------------------------------------------
+
+    async def _add(self, req: Request, received_at: float) -> Response:
+        problem = netns_problem(req.netns)
+        if problem is not None:
+            return Response.failure(ErrorKind.INVALID_NETNS, problem)
+        key = AllocationKey(*req.key)
+        async with self.locks.key(key):
+            started = self._monotonic()
+            if self._expired(req, received_at, started):
+                return self._too_late(req, "ADD")
+            held = self._ds.get(key)
+            if held is None:
+                held = self._ds.assign(key, pod=req.pod, netns=req.netns)
+                if held is None:
+                    reason, why = self._pool_status.why_no_ip()
+                    self.metrics.no_ip(reason)
+                    return Response.failure(ErrorKind.NO_IP, f"no free address on this node: {why}", reason)
+                try:
+                    await self._committer.commit()
+                except CheckpointWriteError as exc:
+                    self._ds.release(key, cooldown=False)
+                    self.metrics.error("checkpoint")
+                    return Response.failure(ErrorKind.INTERNAL, f"assignment not durable: {exc}")
+            alloc = self._allocation(held)
+            try:
+                alloc = await self._podnet.setup(alloc, req)
+            except Exception as exc:  # any plumbing failure: roll back, the pod gets nothing half-done
+                log.warning("ADD %s: plumbing %s failed, rolling back: %s", tuple(key), held.address, exc)
+                await self._roll_back(key, alloc, req)
+                return Response.failure(ErrorKind.PLUMBING, f"plumbing {held.address} failed: {exc}")
+            self.metrics.assign_latency(self._monotonic() - started)
+            return Response(ok=True, allocation=alloc)
+
+    async def _roll_back(self, key: AllocationKey, alloc: Allocation, req: Request) -> None:
+        try:
+            await self._podnet.teardown(alloc, req)
+        except Exception as exc:
+            self.metrics.error("teardown")
+            log.warning("ADD %s: teardown after failed plumbing failed too: %s", tuple(key), exc)
+        self._ds.release(key, cooldown=False)
+        try:
+            await self._committer.commit()
+        except CheckpointWriteError as exc:
+            # The release stays in memory; the next successful commit carries it.
+            self.metrics.error("checkpoint")
+            log.error("ADD %s: rollback not yet durable: %s", tuple(key), exc)
+
+    async def _del(self, req: Request, received_at: float) -> Response:
+        key = AllocationKey(*req.key)
+        async with self.locks.key(key):
+            if self._expired(req, received_at, self._monotonic()):
+                return self._too_late(req, "DEL")
+            held = self._ds.get(key)
+            try:
+                await self._podnet.teardown(self._allocation(held) if held else None, req)
+            except Exception as exc:
+                self.metrics.error("teardown")
+                return Response.failure(ErrorKind.PLUMBING, f"teardown failed, address kept: {exc}")
+            if held is not None:
+                self._ds.release(key)
+                try:
+                    await self._committer.commit()
+                except CheckpointWriteError as exc:
+                    self.metrics.error("checkpoint")
+                    return Response.failure(ErrorKind.INTERNAL, f"release of {held.address} not durable: "
+                                            f"{exc}")
+            self.metrics.del_request(req.reason or "PodDeleted")
+            return OK
+
+    async def _check(self, req: Request) -> Response:
+        key = AllocationKey(*req.key)
+        async with self.locks.key(key):
+            held = self._ds.get(key)
+            if held is None:
+                return Response.failure(ErrorKind.CHECK_FAILED,
+                                        f"ipamd holds no address for network {key.network!r}, container "
+                                        f"{key.container_id!r}, interface {key.ifname!r}")
+            problems = await self._podnet.check(self._allocation(held), req)
+            if problems:
+                return Response.failure(ErrorKind.CHECK_FAILED, "; ".join(problems))
+            return OK
+
+    async def _gc(self, req: Request, received_at: float) -> Response:
+        async with self.locks.exclusive():
+            if self._expired(req, received_at, self._monotonic()):
+                return self._too_late(req, "GC")
+            valid = {(a.container_id, a.ifname) for a in req.valid_attachments}
+            stale = [a for a in self._ds.allocations()
+                     if a.key.network == req.network and (a.key.container_id, a.key.ifname) not in valid]
+            released, failures = 0, []
+            for held in stale:
+                del_req = Request(op=Op.DEL, network=held.key.network, container_id=held.key.container_id,
+                                  ifname=held.key.ifname, netns=held.netns, pod=held.pod, reason="GC")
+                try:
+                    await self._podnet.teardown(self._allocation(held), del_req)
+                except Exception as exc:  # continue past errors (spec) and report them
+                    self.metrics.error("teardown")
+                    failures.append(f"{held.key.container_id}/{held.key.ifname}: {exc}")
+                    continue
+                self._ds.release(held.key)
+                self.metrics.del_request("GC")
+                released += 1
+            if released:
+                try:
+                    await self._committer.commit()
+                except CheckpointWriteError as exc:
+                    self.metrics.error("checkpoint")
+                    return Response.failure(ErrorKind.INTERNAL, f"GC released {released}, not durable: {exc}")
+            if failures:
+                return Response.failure(ErrorKind.PLUMBING, f"GC released {released}; could not tear down "
+                                        f"{len(failures)}: " + "; ".join(failures))
+            return Response(ok=True, released=released)
+
+    def _status(self) -> Response:
+        if not self.ready:
+            return Response.failure(ErrorKind.NOT_READY, "ipamd is still recovering its state after a start",
+                                    NoIpReason.STARTING)
+        stats = self._ds.stats()
+        if stats.free > 0:
+            return Response(ok=True, status={"free": stats.free, "assigned": stats.assigned,
+                                             "cooling": stats.cooling, "total": stats.total})
+        reason, why = self._pool_status.why_no_ip()
+        return Response.failure(ErrorKind.NO_IP, f"an ADD would fail now: {why}", reason)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _allocation(self, held: Assignment) -> Allocation:
+        eni = self._ds.eni(held.eni_id)
+        return Allocation(
+            ipv4=held.address,
+            prefix_len=32,
+            gateway=self._settings.gateway,
+            eni_id=held.eni_id,
+            device_number=eni.device_number if eni else 0,
+            route_table=eni.route_table if eni else 0,
+            container_ifname=held.key.ifname,
+            mtu=self._settings.pod_mtu,
+            netns=held.netns,
+        )
+
+    @staticmethod
+    def _expired(req: Request, received_at: float, now: float) -> bool:
+        return req.deadline_ms > 0 and (now - received_at) * 1000.0 > req.deadline_ms
+
+    @staticmethod
+    def _too_late(req: Request, what: str) -> Response:
+        return Response.failure(ErrorKind.TRY_AGAIN, f"the request's deadline of {req.deadline_ms} ms passed "
+                                f"before ipamd could start the {what}; nothing was changed")

@@ -1,0 +1,6 @@
+"""What ipamd holds and must not lose: the datastore (ENIs -> CIDRs -> addresses, keyed assignments,
+cooldowns), its durable group-commit checkpoint, restart recovery from EC2 plus the checkpoint, the small
+interfaces through which the layers above report to each other, and named crash points for tests.
+
+May import pool and the library's wire, config and errors; nothing above.
+"""

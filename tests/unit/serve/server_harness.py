@@ -1,0 +1,133 @@
+"""A real ipamd server (socket, handler, datastore, group-committed checkpoint) on a temp socket, for
+tests that talk to it over the wire. Everything it creates is removed on exit, even on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from ipamd.dataplane.pod import NullPodNetwork, PodNetwork
+from ipamd.serve.handler import RequestHandler
+from ipamd.serve.server import IpamServer, ServerSettings
+from ipamd.state.checkpoint import CheckpointData, GroupCommitter, load_checkpoint, snapshot_of
+from ipamd.state.datastore import Datastore
+from ipamd.state.hooks import InMemoryServerMetrics, PoolStatus
+from ipamd.state.recovery import EniView, recover
+from vpccni.wire.client import call_async
+from vpccni.wire.protocol import Allocation, Op, Request, Response
+
+NETNS = "/proc/self/ns/net"  # a real network namespace every test process has
+
+
+def eni(addresses: int) -> EniView:
+    return EniView(
+        "eni-test",
+        1,
+        False,
+        "10.1.0.0/16",
+        tuple(f"10.1.{i // 200}.{i % 200 + 10}/32" for i in range(addresses)),
+    )
+
+
+@dataclass
+class Ipamd:
+    workdir: str
+    socket_path: str
+    state_path: str
+    datastore: Datastore
+    committer: GroupCommitter
+    handler: RequestHandler
+    server: IpamServer
+    metrics: InMemoryServerMetrics
+
+    def on_disk(self) -> CheckpointData:
+        data = load_checkpoint(self.state_path)
+        return data if data is not None else CheckpointData()
+
+    async def call(self, req: Request) -> Response:
+        return await call(self.socket_path, req)
+
+
+@asynccontextmanager
+async def running_ipamd(
+    *,
+    addresses: int = 4,
+    cooldown_s: float = 0.0,
+    podnet: PodNetwork | None = None,
+    pool_status: PoolStatus | None = None,
+    ready: bool = True,
+) -> AsyncIterator[Ipamd]:
+    workdir = tempfile.mkdtemp(prefix="vpccni-srv-")  # short: a socket path must fit in 108 bytes
+    try:
+        socket_path = os.path.join(workdir, "run", "ipamd.sock")
+        state_path = os.path.join(workdir, "ipam.json")
+        datastore = Datastore(cooldown_s=cooldown_s, clock=time.time)
+        recover(datastore, None, [eni(addresses)])
+        committer = GroupCommitter(state_path, lambda: snapshot_of(datastore, time.time()), time.time)
+        metrics = InMemoryServerMetrics()
+        handler = RequestHandler(
+            datastore, committer, podnet or NullPodNetwork(), metrics=metrics, pool_status=pool_status
+        )
+        server = IpamServer(handler, ServerSettings(socket_path=socket_path, shutdown_grace_s=2.0))
+        await server.start()
+        try:
+            if ready:
+                handler.mark_ready()
+            yield Ipamd(workdir, socket_path, state_path, datastore, committer, handler, server, metrics)
+        finally:
+            await server.close()
+            await committer.aclose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+call = call_async  # one request, one response, over the real socket
+
+
+def add(
+    cid: str, *, network: str = "vpccni", ifname: str = "eth0", netns: str = NETNS, deadline_ms: int = 0
+) -> Request:
+    return Request(
+        op=Op.ADD, network=network, container_id=cid, ifname=ifname, netns=netns, deadline_ms=deadline_ms
+    )
+
+
+def delete(cid: str, *, network: str = "vpccni", ifname: str = "eth0", netns: str = "") -> Request:
+    return Request(
+        op=Op.DEL, network=network, container_id=cid, ifname=ifname, netns=netns, reason="PodDeleted"
+    )
+
+
+@dataclass
+class RecordingPodNetwork:
+    """Records every call; setup can be held on a gate; setup/teardown can be told to fail."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+    fail_setup: Exception | None = None
+    fail_teardown: Exception | None = None
+    problems: list[str] = field(default_factory=list)
+
+    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+        self.events.append(("setup-start", req.container_id))
+        if self.gate is not None:
+            await self.gate.wait()
+        self.events.append(("setup-end", req.container_id))
+        if self.fail_setup is not None:
+            raise self.fail_setup
+        return alloc._replace(host_ifname=f"eni{req.container_id[:11]}", container_ifname=req.ifname)
+
+    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+        self.events.append(("teardown", req.container_id))
+        if self.fail_teardown is not None:
+            raise self.fail_teardown
+
+    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+        self.events.append(("check", req.container_id))
+        return list(self.problems)

@@ -1,0 +1,243 @@
+"""The local cloud's window onto moto's EC2 state for one account and region.
+
+moto keeps the state (``moto.ec2.models.ec2_backends[account][region]``, in this process); this module is
+the only place that knows moto's object model: lookups that fail with EC2's own NotFound codes, the taken
+addresses of a subnet, per-instance-type limits, and the read-only views (vpccni.localcloud.model) that
+the IMDS and the VPC dataplane consume.
+
+Prefix delegation is ours: moto ignores it. A delegated /28 is kept on moto's ENI object under
+``ipv4_prefixes`` as ``[{"Ipv4Prefix": "10.0.1.32/28"}]`` — the attribute name and shape moto's response
+serializer looks up for EC2's ``Ipv4Prefixes`` member, so DescribeNetworkInterfaces and DescribeInstances
+show prefixes with no XML patching, and deleting the ENI drops them with it.
+
+Callers hold the server's state lock around everything here: moto is not built for concurrent mutation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from vpccni.errors import CloudNotFound
+from vpccni.localcloud.ec2.addressing import SubnetSpace
+from vpccni.localcloud.ec2.query import Ec2ApiError
+from vpccni.localcloud.model import EniView, InstanceView
+
+PREFIX_ATTR = "ipv4_prefixes"
+_BACKEND_CREATION = threading.Lock()
+
+
+def _own_security_groups_only() -> None:
+    """moto reports an attached ENI's security groups as its own PLUS its instance's; EC2 reports the
+    ENI's own. An ENI that custom networking created with an ENIConfig's groups would look, after attach,
+    as if it also had the node's. Idempotent (the same property each time)."""
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+
+    own_groups = property(lambda eni: eni._group_set)
+    NetworkInterface.group_set = own_groups  # type: ignore[method-assign,assignment]
+
+
+@dataclass(frozen=True)
+class InstanceTypeLimits:
+    """What DescribeInstanceTypes says about one type's networking."""
+
+    max_enis: int  # NetworkInfo.MaximumNetworkInterfaces (primary included)
+    ipv4_per_eni: int  # NetworkInfo.Ipv4AddressesPerInterface (primary included; a /28 takes one slot)
+
+
+@functools.cache
+def _instance_types() -> dict[str, Any]:
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    return dict(INSTANCE_TYPES)
+
+
+def limits_for(instance_type: str) -> InstanceTypeLimits | None:
+    """The type's limits from moto's bundled DescribeInstanceTypes data; None for an unknown type."""
+    info = _instance_types().get(instance_type)
+    if info is None:
+        return None
+    network = info["NetworkInfo"]
+    return InstanceTypeLimits(
+        int(network["MaximumNetworkInterfaces"]), int(network["Ipv4AddressesPerInterface"])
+    )
+
+
+@functools.cache
+def unattached_slot_limit() -> int:
+    """Address slots of an ENI attached to nothing: the largest per-ENI limit of any type (50).
+
+    An ENI is checked against its instance type's limit when attached; until then EC2 lets it hold as
+    many addresses as the biggest type could use.
+    """
+    return max(int(i["NetworkInfo"]["Ipv4AddressesPerInterface"]) for i in _instance_types().values())
+
+
+@contextlib.contextmanager
+def moto_errors() -> Iterator[None]:
+    """Turn a moto EC2 error raised in-process into the Ec2ApiError a client would have seen."""
+    from moto.core.exceptions import ServiceException
+
+    try:
+        yield
+    except ServiceException as error:
+        raise Ec2ApiError(str(error.code), str(error.message)) from error
+
+
+class Ec2State:
+    """Lookups and views over one account/region of moto's EC2 backend."""
+
+    def __init__(self, account_id: str, region: str) -> None:
+        self.account_id = account_id
+        self.region = region
+
+    @property
+    def backend(self) -> Any:
+        from moto.ec2.models import ec2_backends
+
+        return ec2_backends[self.account_id][self.region]
+
+    def create(self, *, load_default_amis: bool = False) -> None:
+        """Create this account's EC2 backend (default VPC, subnets, security groups).
+
+        moto also loads its ~1300 public AMIs into every new backend, ~0.3 s each time; nodes of the
+        local cloud launch from any image id, so that is skipped unless asked for — by switching moto's
+        setting off only while this backend is built.
+        """
+        from moto import settings
+
+        _own_security_groups_only()
+        with _BACKEND_CREATION:
+            original = settings.ec2_load_default_amis
+            if not load_default_amis:
+                settings.ec2_load_default_amis = lambda: False
+            try:
+                _ = self.backend
+            finally:
+                settings.ec2_load_default_amis = original
+
+    def forget(self) -> None:
+        """Drop this account's EC2 state from moto (the server is going away)."""
+        from moto.ec2.models import ec2_backends
+
+        ec2_backends.pop(self.account_id, None)
+
+    # --- lookups that fail the way EC2 does -----------------------------------------------------------
+
+    def eni(self, eni_id: str | None) -> Any:
+        eni = self.backend.enis.get(eni_id or "")
+        if eni is None:
+            raise Ec2ApiError(
+                "InvalidNetworkInterfaceID.NotFound", f"The networkInterface ID '{eni_id}' does not exist"
+            )
+        return eni
+
+    def instance(self, instance_id: str | None) -> Any:
+        with moto_errors():
+            return self.backend.get_instance(instance_id or "")
+
+    def subnet(self, subnet_id: str | None) -> Any:
+        with moto_errors():
+            return self.backend.get_subnet(subnet_id or "")
+
+    def enis(self) -> list[Any]:
+        return list(self.backend.enis.values())
+
+    def attached_enis(self, instance: Any) -> list[Any]:
+        """ENIs attached to ``instance``, by device index (from the ENIs' side: moto's own
+        ``instance.nics`` keeps entries for ENIs deleted at termination)."""
+        found = [e for e in self.backend.enis.values() if e.instance is instance]
+        return sorted(found, key=lambda e: e.device_index if e.device_index is not None else -1)
+
+    # --- addresses, prefixes, limits -----------------------------------------------------------------
+
+    @staticmethod
+    def addresses(eni: Any) -> list[str]:
+        """Every private IPv4 address of ``eni``, primary first."""
+        primary = eni.private_ip_address
+        others = [a["PrivateIpAddress"] for a in eni.private_ip_addresses if a["PrivateIpAddress"] != primary]
+        return [primary, *others] if primary else others
+
+    @staticmethod
+    def prefixes(eni: Any) -> list[str]:
+        return [p["Ipv4Prefix"] for p in getattr(eni, PREFIX_ATTR, [])]
+
+    @staticmethod
+    def set_prefixes(eni: Any, prefixes: list[str]) -> None:
+        setattr(eni, PREFIX_ATTR, [{"Ipv4Prefix": p} for p in prefixes])
+
+    def slots_used(self, eni: Any) -> int:
+        return len(self.addresses(eni)) + len(self.prefixes(eni))
+
+    def slot_limit(self, eni: Any) -> int:
+        if eni.instance is None:
+            return unattached_slot_limit()
+        limits = limits_for(eni.instance.instance_type)
+        return limits.ipv4_per_eni if limits else unattached_slot_limit()
+
+    def space(self, subnet: Any) -> SubnetSpace:
+        """Everything taken in ``subnet``: ENI addresses, delegated prefixes, and addresses moto's subnet
+        itself has handed out (instance primaries before their ENI exists)."""
+        addresses: list[str] = list(getattr(subnet, "_subnet_ips", {}).keys())
+        prefixes: list[str] = []
+        for eni in self.backend.enis.values():
+            if eni.subnet.id == subnet.id:
+                addresses.extend(self.addresses(eni))
+                prefixes.extend(self.prefixes(eni))
+        return SubnetSpace.build(subnet.cidr_block, addresses, prefixes)
+
+    # --- read-only views -----------------------------------------------------------------------------
+
+    def eni_view(self, eni: Any) -> EniView:
+        subnet = eni.subnet
+        vpc = self.backend.get_vpc(subnet.vpc_id)
+        vpc_cidrs = tuple(a["cidr_block"] for a in vpc.get_cidr_block_association_set(ipv6=False)) or (
+            vpc.cidr_block,
+        )
+        attached = eni.instance is not None
+        return EniView(
+            eni_id=eni.id,
+            mac=eni.mac_address,
+            subnet_id=subnet.id,
+            subnet_cidr=subnet.cidr_block,
+            vpc_id=subnet.vpc_id,
+            vpc_cidrs=vpc_cidrs,
+            availability_zone=subnet.availability_zone,
+            security_group_ids=tuple(sorted(g.id for g in eni.group_set)),
+            private_ips=tuple(self.addresses(eni)),
+            ipv4_prefixes=tuple(self.prefixes(eni)),
+            status=eni.status,
+            description=eni.description or "",
+            tags=tuple(sorted((str(k), str(v)) for k, v in self.backend.tags.get(eni.id, {}).items())),
+            instance_id=eni.instance.id if attached else None,
+            device_index=eni.device_index if attached else None,
+            attachment_id=eni.attachment_id if attached else None,
+            attachment_status="attached" if attached else None,
+            delete_on_termination=bool(eni.delete_on_termination),
+        )
+
+    def instance_view(self, instance_id: str) -> InstanceView:
+        try:
+            instance = self.instance(instance_id)
+        except Ec2ApiError as error:
+            raise CloudNotFound("DescribeInstances", error.code, error.message) from error
+        return InstanceView(
+            instance_id=instance.id,
+            instance_type=instance.instance_type,
+            availability_zone=instance.placement.zone,
+            region=self.region,
+            subnet_id=instance.subnet_id or "",
+            vpc_id=instance.vpc_id or "",
+            state=instance.state,
+            enis=tuple(self.eni_view(e) for e in self.attached_enis(instance)),
+        )
+
+    def eni_views(self, instance_id: str | None = None) -> list[EniView]:
+        enis = self.enis()
+        if instance_id is not None:
+            enis = [e for e in enis if e.instance is not None and e.instance.id == instance_id]
+        return [self.eni_view(e) for e in sorted(enis, key=lambda e: e.id)]
