@@ -87,7 +87,8 @@ def vm_json(vm: VmState) -> dict[str, Any]:
             "hardwareProfile": {"vmSize": vm.size},
             "networkProfile": {
                 "networkInterfaces": [
-                    {"id": nic_id, "properties": {"primary": index == 0}} for index, nic_id in enumerate(vm.nic_ids)
+                    {"id": nic_id, "properties": {"primary": index == 0}}
+                    for index, nic_id in enumerate(vm.nic_ids)
                 ]
             },
             "provisioningState": "Succeeded",

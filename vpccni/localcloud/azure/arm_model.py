@@ -166,8 +166,9 @@ class ArmState:
         vnet = self.vnets.get(f"{parts[3]}/{parts[7]}".lower())
         found = vnet.subnets.get(parts[9].lower()) if vnet else None
         if found is None:
-            raise ArmError(400, "InvalidResourceReference",
-                           f"Resource {subnet_id} referenced by resource was not found.")
+            raise ArmError(
+                400, "InvalidResourceReference", f"Resource {subnet_id} referenced by resource was not found."
+            )
         return found
 
     def nic(self, nic_id: str) -> NicState:
@@ -186,43 +187,69 @@ class ArmState:
 
     # --- the NIC write -----------------------------------------------------------------------------
 
-    def put_nic(self, nic: NicState, wanted: list[WantedConfig], tags: dict[str, str] | None,
-                if_match: str | None, now: float) -> None:
+    def put_nic(
+        self,
+        nic: NicState,
+        wanted: list[WantedConfig],
+        tags: dict[str, str] | None,
+        if_match: str | None,
+        now: float,
+    ) -> None:
         """Apply a whole-NIC PUT to an existing NIC, or raise the ArmError ARM would answer."""
         if if_match is not None and if_match != "*" and if_match != nic.etag:
-            raise ArmError(412, "PreconditionFailed",
-                           f"Precondition failed: the etag {if_match} is not the current etag of {nic.name}.")
+            raise ArmError(
+                412,
+                "PreconditionFailed",
+                f"Precondition failed: the etag {if_match} is not the current etag of {nic.name}.",
+            )
         if nic.busy_until > now:
-            raise ArmError(429, "RetryableErrorDueToAnotherOperation",
-                           f"Operation on {nic.id} cannot be performed because another operation is in "
-                           "progress on it. Retry after the other operation has completed.",
-                           retry_after_s=max(1, int(nic.busy_until - now + 0.999)))
+            raise ArmError(
+                429,
+                "RetryableErrorDueToAnotherOperation",
+                f"Operation on {nic.id} cannot be performed because another operation is in "
+                "progress on it. Retry after the other operation has completed.",
+                retry_after_s=max(1, int(nic.busy_until - now + 0.999)),
+            )
         self._check_shape(nic, wanted)
         subnet = self.subnet(wanted[0].subnet_id)
         old = {c.name.lower(): c for c in nic.ip_configs}
         added = [w for w in wanted if w.name.lower() not in old]
         dropped = [c for key, c in old.items() if key not in {w.name.lower() for w in wanted}]
         if any(c.primary for c in dropped):
-            raise ArmError(400, "CannotDeletePrimaryIpConfiguration",
-                           f"The primary IP configuration of {nic.name} cannot be deleted.")
+            raise ArmError(
+                400,
+                "CannotDeletePrimaryIpConfiguration",
+                f"The primary IP configuration of {nic.name} cannot be deleted.",
+            )
         self._check_limits(nic, len(wanted), subnet, len(added) - len(dropped))
         released = {c.private_ip for c in dropped}
         statics = [w for w in added if w.private_ip]
         for w in statics:
             address = ipaddress.ip_address(w.private_ip or "")
             if address not in subnet.prefix:
-                raise ArmError(400, "PrivateIPAddressNotInSubnet",
-                               f"Private IP address {address} is not in the range of subnet {subnet.id}.")
+                raise ArmError(
+                    400,
+                    "PrivateIPAddressNotInSubnet",
+                    f"Private IP address {address} is not in the range of subnet {subnet.id}.",
+                )
             if str(address) in subnet.used and str(address) not in released:
-                raise ArmError(400, IN_USE_CODE, f"IP configuration {nic.id}/ipConfigurations/{w.name} "
-                               f"is using the private IP address {address} which is already allocated to "
-                               f"resource {subnet.used[str(address)]}.")
+                raise ArmError(
+                    400,
+                    IN_USE_CODE,
+                    f"IP configuration {nic.id}/ipConfigurations/{w.name} "
+                    f"is using the private IP address {address} which is already allocated to "
+                    f"resource {subnet.used[str(address)]}.",
+                )
         dynamic = len(added) - len(statics)
         free = [a for a in subnet.free_addresses() if a not in {w.private_ip for w in statics}]
         free = sorted(set(free) | released, key=lambda a: int(ipaddress.ip_address(a)))
         if dynamic > len(free):
-            raise ArmError(400, SUBNET_FULL_CODE, f"Subnet {subnet.name} with address prefix "
-                           f"{subnet.prefix} does not have enough capacity for {dynamic} IP addresses.")
+            raise ArmError(
+                400,
+                SUBNET_FULL_CODE,
+                f"Subnet {subnet.name} with address prefix "
+                f"{subnet.prefix} does not have enough capacity for {dynamic} IP addresses.",
+            )
         for c in dropped:
             subnet.used.pop(c.private_ip, None)
         addresses = iter(a for a in free if a not in subnet.used)
@@ -233,10 +260,13 @@ class ArmState:
                 current.asg_ids = w.asg_ids
                 kept.append(current)
                 continue
-            address = w.private_ip or next(addresses)
-            subnet.used[address] = f"{nic.id}/ipConfigurations/{w.name}"
-            kept.append(IpConfig(w.name, address, subnet.id, False, "Static" if w.private_ip else "Dynamic",
-                                 w.asg_ids))
+            assigned = w.private_ip or next(addresses)
+            subnet.used[assigned] = f"{nic.id}/ipConfigurations/{w.name}"
+            kept.append(
+                IpConfig(
+                    w.name, assigned, subnet.id, False, "Static" if w.private_ip else "Dynamic", w.asg_ids
+                )
+            )
         nic.ip_configs = kept
         if tags is not None:
             nic.tags = dict(tags)
@@ -244,36 +274,63 @@ class ArmState:
 
     def _check_shape(self, nic: NicState, wanted: list[WantedConfig]) -> None:
         if not wanted:
-            raise ArmError(400, "NetworkInterfaceMustHaveIpConfiguration",
-                           f"Network interface {nic.id} must have at least one IP configuration.")
+            raise ArmError(
+                400,
+                "NetworkInterfaceMustHaveIpConfiguration",
+                f"Network interface {nic.id} must have at least one IP configuration.",
+            )
         names = [w.name.lower() for w in wanted]
         if len(set(names)) != len(names):
-            raise ArmError(400, "DuplicateResourceName",
-                           f"Network interface {nic.name} has two IP configurations with the same name.")
+            raise ArmError(
+                400,
+                "DuplicateResourceName",
+                f"Network interface {nic.name} has two IP configurations with the same name.",
+            )
         for w in wanted:
             if not w.subnet_id:
-                raise ArmError(400, "SubnetReferenceRequired", "Subnet reference is required for "
-                               f"ipconfiguration {nic.id}/ipConfigurations/{w.name}.")
+                raise ArmError(
+                    400,
+                    "SubnetReferenceRequired",
+                    f"Subnet reference is required for ipconfiguration {nic.id}/ipConfigurations/{w.name}.",
+                )
         if len({w.subnet_id.lower() for w in wanted}) > 1:
-            raise ArmError(400, "IpConfigurationsOnSameNicCannotUseDifferentSubnets",
-                           f"IP configurations on network interface {nic.id} use different subnets.")
+            raise ArmError(
+                400,
+                "IpConfigurationsOnSameNicCannotUseDifferentSubnets",
+                f"IP configurations on network interface {nic.id} use different subnets.",
+            )
         old_primary = next((c.name.lower() for c in nic.ip_configs if c.primary), None)
         primaries = [w for w in wanted if w.primary]
         if len(primaries) > 1 or (primaries and primaries[0].name.lower() != old_primary):
-            raise ArmError(400, "NetworkInterfacePrimaryIpConfigurationChange",
-                           f"The primary IP configuration of {nic.name} cannot change in this emulator.")
+            raise ArmError(
+                400,
+                "NetworkInterfacePrimaryIpConfigurationChange",
+                f"The primary IP configuration of {nic.name} cannot change in this emulator.",
+            )
 
     def _check_limits(self, nic: NicState, configs: int, subnet: SubnetState, growth: int) -> None:
         limits = self.limits
         if configs > limits.ip_configs_per_nic:
-            raise ArmError(400, LIMIT_CODE, f"Network interface {nic.name} would have {configs} IP "
-                           f"configurations; the limit is {limits.ip_configs_per_nic} per network interface.")
+            raise ArmError(
+                400,
+                LIMIT_CODE,
+                f"Network interface {nic.name} would have {configs} IP "
+                f"configurations; the limit is {limits.ip_configs_per_nic} per network interface.",
+            )
         vm = self.vm_of(nic)
         if vm is not None and growth > 0:
             others = sum(len(self.nic(i).ip_configs) for i in vm.nic_ids if not _same(i, nic.id))
             if others + configs > limits.ip_configs_per_vm:
-                raise ArmError(400, LIMIT_CODE, f"Virtual machine {vm.name} would have {others + configs} "
-                               f"IP configurations; the limit is {limits.ip_configs_per_vm} per virtual machine.")
+                raise ArmError(
+                    400,
+                    LIMIT_CODE,
+                    f"Virtual machine {vm.name} would have {others + configs} "
+                    f"IP configurations; the limit is {limits.ip_configs_per_vm} per virtual machine.",
+                )
         if growth > 0 and self._vnet_config_count(subnet.vnet_key) + growth > limits.ip_configs_per_vnet:
-            raise ArmError(400, LIMIT_CODE, f"Virtual network of subnet {subnet.name} would exceed "
-                           f"{limits.ip_configs_per_vnet} private IP addresses.")
+            raise ArmError(
+                400,
+                LIMIT_CODE,
+                f"Virtual network of subnet {subnet.name} would exceed "
+                f"{limits.ip_configs_per_vnet} private IP addresses.",
+            )

@@ -52,7 +52,9 @@ class RoleDefinition:
         actions = document.get("Actions")
         if not isinstance(name, str) or not isinstance(actions, list):
             raise ValueError("role definition: expected Name (string) and Actions (list of strings)")
-        return cls(name, tuple(str(a) for a in actions), tuple(str(a) for a in document.get("NotActions", ())))
+        return cls(
+            name, tuple(str(a) for a in actions), tuple(str(a) for a in document.get("NotActions", ()))
+        )
 
     def allows(self, action: str) -> bool:
         wanted = action.lower()
@@ -124,11 +126,17 @@ class Rbac:
     def issue_token(self, principal: Principal, resource: str) -> tuple[str, int]:
         """(access token, seconds it lives) for ``principal`` and ``resource``."""
         now = self._clock()
-        token = _jwt_like({
-            "aud": resource, "iss": f"https://sts.windows.net/{self.tenant_id}/", "oid": principal.object_id,
-            "appid": principal.client_id, "tid": self.tenant_id, "iat": int(now),
-            "exp": int(now + _TOKEN_LIFETIME_S),
-        })
+        token = _jwt_like(
+            {
+                "aud": resource,
+                "iss": f"https://sts.windows.net/{self.tenant_id}/",
+                "oid": principal.object_id,
+                "appid": principal.client_id,
+                "tid": self.tenant_id,
+                "iat": int(now),
+                "exp": int(now + _TOKEN_LIFETIME_S),
+            }
+        )
         with self._lock:
             self._tokens[token] = (principal.object_id, now + _TOKEN_LIFETIME_S)
         return token, _TOKEN_LIFETIME_S
@@ -136,7 +144,9 @@ class Rbac:
     def principal_for(self, authorization: str | None) -> Principal:
         """The principal an Authorization header names, or the 401 ArmError ARM answers."""
         if not authorization:
-            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+            raise ArmError(
+                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            )
         scheme, _, token = authorization.partition(" ")
         with self._lock:
             known = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
@@ -153,12 +163,18 @@ class Rbac:
                 if principal.allowed(check.action, check.scope):
                     continue
                 if check.linked and main is not None:
-                    raise ArmError(403, "LinkedAuthorizationFailed",
-                                   f"{who} has permission to perform action '{main.action}' on scope "
-                                   f"'{main.scope}'; however, it does not have permission to perform "
-                                   f"action(s) '{check.action}' on the linked scope(s) '{check.scope}' "
-                                   "(respectively) or the linked scope(s) are invalid.")
-                raise ArmError(403, "AuthorizationFailed",
-                               f"{who} does not have authorization to perform action '{check.action}' over "
-                               f"scope '{check.scope}' or the scope is invalid. If access was recently "
-                               "granted, please refresh your credentials.")
+                    raise ArmError(
+                        403,
+                        "LinkedAuthorizationFailed",
+                        f"{who} has permission to perform action '{main.action}' on scope "
+                        f"'{main.scope}'; however, it does not have permission to perform "
+                        f"action(s) '{check.action}' on the linked scope(s) '{check.scope}' "
+                        "(respectively) or the linked scope(s) are invalid.",
+                    )
+                raise ArmError(
+                    403,
+                    "AuthorizationFailed",
+                    f"{who} does not have authorization to perform action '{check.action}' over "
+                    f"scope '{check.scope}' or the scope is invalid. If access was recently "
+                    "granted, please refresh your credentials.",
+                )

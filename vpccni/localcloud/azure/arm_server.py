@@ -9,6 +9,7 @@ loop). A fault with ``timeout_s`` holds the request that long, then closes the c
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import logging
@@ -67,14 +68,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             status, data = self.server.control.handle(self.command, path, body)
             self._send(status, data, {})
             return
-        answer: Answer = self.server.service.handle(self.command, path, query, self.headers, body)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        answer: Answer = self.server.service.handle(self.command, path, query, headers, body)
         if answer.drop_after_s is not None:
             self.server.stopped.wait(answer.drop_after_s)
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.request.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         data = b"" if answer.body is None else json.dumps(answer.body).encode()
         self._send(answer.status, data, answer.headers)
@@ -85,8 +85,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _TlsServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, service: ArmService,
-                 control: ControlPlane) -> None:
+    def __init__(
+        self, address: tuple[str, int], context: ssl.SSLContext, service: ArmService, control: ControlPlane
+    ) -> None:
         super().__init__(address, _Handler)
         self.context = context
         self.service = service
@@ -102,8 +103,15 @@ class _TlsServer(http.server.ThreadingHTTPServer):
 class ArmServer:
     """Serves one :class:`ArmService` over https on ``host``:``port`` (0 = any free port)."""
 
-    def __init__(self, service: ArmService, control: ControlPlane, tls: TlsFiles, *,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        service: ArmService,
+        control: ControlPlane,
+        tls: TlsFiles,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.service = service
         self.tls = tls
         self._server = _TlsServer((host, port), tls.server_context(), service, control)
@@ -115,7 +123,9 @@ class ArmServer:
     def start(self) -> ArmServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="localazure-arm", kwargs={"poll_interval": 0.1},
+                target=self._server.serve_forever,
+                name="localazure-arm",
+                kwargs={"poll_interval": 0.1},
                 daemon=True,
             )
             self._thread.start()
@@ -136,6 +146,7 @@ class ArmServer:
     def __enter__(self) -> ArmServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -1,17 +1,16 @@
 """The local Azure's ARM requests, independent of HTTP: route, authenticate, throttle, fault, delay,
 authorize, then the semantics of :mod:`~vpccni.localcloud.azure.arm_model`.
 
-Routes served (``{sub}`` must be this subscription; names are case-insensitive as in ARM; every request
-needs ``api-version``, else 400 ``MissingApiVersionParameter``):
+Routes served (``{sub}`` must be this subscription, ``{rg}`` any resource group; names are case-insensitive
+as in ARM; every request needs ``api-version``, else 400 ``MissingApiVersionParameter``), by action:
 
-====== ================================================================================= ====================
-GET    /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{nic}   GetNetworkInterface
-PUT    (same)                                                                             PutNetworkInterface
-GET    /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces ListNetworkInterfaces
-GET    /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{s}  GetSubnet
-GET    /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}  GetVirtualMachine
-GET    /subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operations/{id}   GetOperationStatus
-====== ================================================================================= ====================
+- ``GetNetworkInterface`` / ``PutNetworkInterface``: GET / PUT
+  ``/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{nic}``
+- ``ListNetworkInterfaces``: GET ``.../resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces``
+- ``GetSubnet``: GET ``.../providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}``
+- ``GetVirtualMachine``: GET ``.../resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}``
+- ``GetOperationStatus``: GET
+  ``/subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operations/{id}``
 
 A NIC PUT is a long-running operation as on ARM: the answer is 200 with the NIC in provisioningState
 ``Updating``, an ``Azure-AsyncOperation`` URL and ``Retry-After``; polling that URL gives ``InProgress``
@@ -47,11 +46,20 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(_RG + r"/microsoft\.network/networkinterfaces/(?P<name>[^/]+)$"), policy.GET_NIC),
     ("PUT", re.compile(_RG + r"/microsoft\.network/networkinterfaces/(?P<name>[^/]+)$"), policy.PUT_NIC),
     ("GET", re.compile(_RG + r"/microsoft\.network/networkinterfaces$"), policy.LIST_NICS),
-    ("GET", re.compile(_RG + r"/microsoft\.network/virtualnetworks/(?P<vnet>[^/]+)/subnets/(?P<name>[^/]+)$"),
-     policy.GET_SUBNET),
+    (
+        "GET",
+        re.compile(_RG + r"/microsoft\.network/virtualnetworks/(?P<vnet>[^/]+)/subnets/(?P<name>[^/]+)$"),
+        policy.GET_SUBNET,
+    ),
     ("GET", re.compile(_RG + r"/microsoft\.compute/virtualmachines/(?P<name>[^/]+)$"), policy.GET_VM),
-    ("GET", re.compile(r"/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.network/locations/(?P<loc>[^/]+)"
-                       r"/operations/(?P<name>[^/]+)$"), policy.GET_OPERATION),
+    (
+        "GET",
+        re.compile(
+            r"/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.network/locations/(?P<loc>[^/]+)"
+            r"/operations/(?P<name>[^/]+)$"
+        ),
+        policy.GET_OPERATION,
+    ),
 ]
 _NIC_READ = "Microsoft.Network/networkInterfaces/read"
 _NIC_WRITE = "Microsoft.Network/networkInterfaces/write"
@@ -92,9 +100,18 @@ class ArmService:
     """One subscription's ARM endpoint logic. Thread-safe: one lock around the state, never held while
     sleeping for latency or a fault."""
 
-    def __init__(self, *, state: ArmState, rbac: Rbac, throttler: Throttler, faults: FaultInjector,
-                 latency: policy.AzureLatency, counters: CallCounters,
-                 sleep: Callable[[float], bool], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        state: ArmState,
+        rbac: Rbac,
+        throttler: Throttler,
+        faults: FaultInjector,
+        latency: policy.AzureLatency,
+        counters: CallCounters,
+        sleep: Callable[[float], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.state = state
         self.rbac = rbac
         self.throttler = throttler
@@ -109,14 +126,16 @@ class ArmService:
 
     # --- the pipeline ------------------------------------------------------------------------------
 
-    def handle(self, method: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes) -> Answer:
-        """The answer to one request; ``headers`` as received (the HTTP layer's case-insensitive mapping)."""
-        request = self._route(method, raw_path, query, body, headers.get("If-Match"))
+    def handle(
+        self, method: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> Answer:
+        """The answer to one request; ``headers`` with lower-cased names."""
+        request = self._route(method, raw_path, query, body, headers.get("if-match"))
         if isinstance(request, Answer):
             return request
         self.counters.call(request.action)
         try:
-            answer = self._serve(request, headers.get("Authorization"))
+            answer = self._serve(request, headers.get("authorization"))
         except ArmError as error:
             counted = COUNTED_THROTTLE if error.code == policy.THROTTLE_CODE else error.code
             self.counters.outcome(request.action, counted)
@@ -131,40 +150,55 @@ class ArmService:
         answer.headers[name] = value
         return answer
 
-    def _route(self, method: str, raw_path: str, query: str, body: bytes,
-               if_match: str | None) -> _Request | Answer:
+    def _route(
+        self, method: str, raw_path: str, query: str, body: bytes, if_match: str | None
+    ) -> _Request | Answer:
         path = raw_path.rstrip("/")
         for route_method, pattern, action in _ROUTES:
             match = pattern.match(path.lower())
             if match and route_method == method:
-                params = {k: path[match.start(k):match.end(k)] for k in match.groupdict()}
+                params = {k: path[match.start(k) : match.end(k)] for k in match.groupdict()}
                 params.update({k: v[0] for k, v in parse_qs(query).items()})
                 return _Request(method, action, path, params, body, if_match)
         if any(p.match(path.lower()) for _, p, _ in _ROUTES):
-            return Answer(405, error_body("MethodNotAllowed", f"The method {method} is not allowed on {path}."))
+            return Answer(
+                405, error_body("MethodNotAllowed", f"The method {method} is not allowed on {path}.")
+            )
         return Answer(404, error_body("InvalidResourceType", f"No resource type is served at {path}."))
 
     def _serve(self, request: _Request, authorization: str | None) -> Answer:
         if "api-version" not in request.params:
-            raise ArmError(400, "MissingApiVersionParameter",
-                           "The api-version query parameter (?api-version=) is required for all requests.")
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
         if request.params["sub"].lower() != self.state.subscription_id.lower():
-            raise ArmError(404, "SubscriptionNotFound", f"The subscription '{request.params['sub']}' could not "
-                           "be found.")
+            raise ArmError(
+                404, "SubscriptionNotFound", f"The subscription '{request.params['sub']}' could not be found."
+            )
         principal = self.rbac.principal_for(authorization)
         if not self.throttler.try_acquire(request.action):
             kind = "read" if request.method == "GET" else "write"
             wait = policy.retry_after_s(self.throttler, request.action)
-            raise ArmError(429, policy.THROTTLE_CODE, f"Number of '{kind}' requests for subscription "
-                           f"'{self.state.subscription_id}' actor '{principal.object_id}' exceeded. Please try "
-                           f"again after '{wait}' seconds.", retry_after_s=wait)
+            raise ArmError(
+                429,
+                policy.THROTTLE_CODE,
+                f"Number of '{kind}' requests for subscription "
+                f"'{self.state.subscription_id}' actor '{principal.object_id}' exceeded. Please try "
+                f"again after '{wait}' seconds.",
+                retry_after_s=wait,
+            )
         fault = self.faults.pick(request.action)
         if fault is not None:
             return self._fault_answer(fault)
         self._sleep(self.latency.delay_for(request.action))
         handler = {
-            policy.GET_NIC: self._get_nic, policy.PUT_NIC: self._put_nic, policy.LIST_NICS: self._list_nics,
-            policy.GET_SUBNET: self._get_subnet, policy.GET_VM: self._get_vm,
+            policy.GET_NIC: self._get_nic,
+            policy.PUT_NIC: self._put_nic,
+            policy.LIST_NICS: self._list_nics,
+            policy.GET_SUBNET: self._get_subnet,
+            policy.GET_VM: self._get_vm,
             policy.GET_OPERATION: self._get_operation,
         }[request.action]
         return handler(request, principal)
@@ -181,7 +215,9 @@ class ArmService:
         return f"/subscriptions/{self.state.subscription_id}/resourceGroups/{request.params['rg']}"
 
     def _nic_id(self, request: _Request) -> str:
-        return f"{self._rg_id(request)}/providers/Microsoft.Network/networkInterfaces/{request.params['name']}"
+        return (
+            f"{self._rg_id(request)}/providers/Microsoft.Network/networkInterfaces/{request.params['name']}"
+        )
 
     def _settle(self, nic: NicState) -> None:
         if nic.busy_until <= self._clock():
@@ -204,8 +240,10 @@ class ArmService:
             return Answer(200, {"value": [nic_json(n) for n in found]})
 
     def _get_subnet(self, request: _Request, principal: Principal) -> Answer:
-        subnet_id = (f"{self._rg_id(request)}/providers/Microsoft.Network/virtualNetworks/"
-                     f"{request.params['vnet']}/subnets/{request.params['name']}")
+        subnet_id = (
+            f"{self._rg_id(request)}/providers/Microsoft.Network/virtualNetworks/"
+            f"{request.params['vnet']}/subnets/{request.params['name']}"
+        )
         with self.lock:
             self.rbac.authorize(principal, [Check(_SUBNET_READ, subnet_id)])
             try:
@@ -220,8 +258,12 @@ class ArmService:
             self.rbac.authorize(principal, [Check(_VM_READ, vm_id)])
             vm = self.state.vms.get(vm_id.lower())
             if vm is None:
-                raise ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.Compute/virtualMachines/"
-                               f"{request.params['name']}' under resource group '{request.params['rg']}' was not found.")
+                raise ArmError(
+                    404,
+                    "ResourceNotFound",
+                    f"The Resource 'Microsoft.Compute/virtualMachines/"
+                    f"{request.params['name']}' under resource group '{request.params['rg']}' was not found.",
+                )
             return Answer(200, vm_json(vm))
 
     def _put_nic(self, request: _Request, principal: Principal) -> Answer:
@@ -241,8 +283,11 @@ class ArmService:
                     checks += [Check(_ASG_JOIN, a, linked=True) for a in w.asg_ids]
             self.rbac.authorize(principal, list(dict.fromkeys(checks)))
             if nic is None:
-                raise ArmError(400, "OperationNotSupported", f"Creating network interface {nic_id} through PUT "
-                               "is not emulated by the local Azure.")
+                raise ArmError(
+                    400,
+                    "OperationNotSupported",
+                    f"Creating network interface {nic_id} through PUT is not emulated by the local Azure.",
+                )
             now = self._clock()
             self.state.put_nic(nic, wanted, tags, request.if_match, now)
             operation_s = self.latency.delay_for(policy.NIC_OPERATION)
@@ -263,8 +308,10 @@ class ArmService:
         return answer
 
     def _get_operation(self, request: _Request, principal: Principal) -> Answer:
-        scope = f"/subscriptions/{self.state.subscription_id}/providers/Microsoft.Network/locations/" \
-                f"{request.params['loc']}"
+        scope = (
+            f"/subscriptions/{self.state.subscription_id}/providers/Microsoft.Network/locations/"
+            f"{request.params['loc']}"
+        )
         with self.lock:
             self.rbac.authorize(principal, [Check(_OPERATION_READ, scope)])
             operation = self._operations.get(request.params["name"])

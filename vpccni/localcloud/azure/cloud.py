@@ -23,7 +23,15 @@ from types import TracebackType
 from typing import Any
 
 from vpccni.cloud.azure.vm_sizes import require as require_size
-from vpccni.localcloud.azure.arm_model import ArmLimits, ArmState, IpConfig, NicState, SubnetState, VmState, VnetState
+from vpccni.localcloud.azure.arm_model import (
+    ArmLimits,
+    ArmState,
+    IpConfig,
+    NicState,
+    SubnetState,
+    VmState,
+    VnetState,
+)
 from vpccni.localcloud.azure.arm_model import new_etag as _etag
 from vpccni.localcloud.azure.arm_policy import AzureLatency, arm_throttle_config
 from vpccni.localcloud.azure.arm_rbac import OWNER_ROLE, Principal, Rbac, RoleDefinition
@@ -68,8 +76,15 @@ class AzureVm:
 class LocalAzure:
     """The local Azure. Context manager; ``start()``/``stop()`` also work."""
 
-    def __init__(self, *, location: str = "westeurope", profile: str | LatencyProfile = "fast", seed: int = 0,
-                 throttle: ThrottleConfig | None = None, limits: ArmLimits | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        location: str = "westeurope",
+        profile: str | LatencyProfile = "fast",
+        seed: int = 0,
+        throttle: ThrottleConfig | None = None,
+        limits: ArmLimits | None = None,
+    ) -> None:
         self._rng = random.Random(seed)
         self.subscription_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         self.tenant_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -84,11 +99,22 @@ class LocalAzure:
         self.tls = make_tls_files(Path(self._workdir.name))
         self._stopping = threading.Event()
         self.service = ArmService(
-            state=self.state, rbac=self.rbac, throttler=self.throttler, faults=self.faults,
-            latency=self.latency, counters=self.counters, sleep=self._pause,
+            state=self.state,
+            rbac=self.rbac,
+            throttler=self.throttler,
+            faults=self.faults,
+            latency=self.latency,
+            counters=self.counters,
+            sleep=self._pause,
         )
-        control = ControlPlane(throttler=self.throttler, faults=self.faults, latency=self.latency,
-                               counters=self.counters, account_id=self.subscription_id, region=location)
+        control = ControlPlane(
+            throttler=self.throttler,
+            faults=self.faults,
+            latency=self.latency,
+            counters=self.counters,
+            account_id=self.subscription_id,
+            region=location,
+        )
         self.server = ArmServer(self.service, control, self.tls)
         self.admin = self.rbac.create_principal([(OWNER_ROLE, f"/subscriptions/{self.subscription_id}")])
         self._vms: dict[str, AzureVm] = {}
@@ -119,8 +145,9 @@ class LocalAzure:
     def __enter__(self) -> LocalAzure:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # --- clients -----------------------------------------------------------------------------------
@@ -142,36 +169,54 @@ class LocalAzure:
         """An azure-core token credential for ``principal`` (default: the subscription's Owner)."""
         from vpccni.localcloud.azure.credential import StaticTokenCredential
 
-        return StaticTokenCredential(lambda resource: self.rbac.issue_token(principal or self.admin, resource))
+        return StaticTokenCredential(
+            lambda resource: self.rbac.issue_token(principal or self.admin, resource)
+        )
 
     def network_client(self, credential: Any = None, **client_options: Any) -> Any:
         """azure-mgmt-network's client bound to this endpoint, trusting the local CA, SDK retries off."""
         from azure.mgmt.network import NetworkManagementClient
 
-        options: dict[str, Any] = {"retry_total": 0, "connection_verify": str(self.ca_file),
-                                   "polling_interval": 0.05, **client_options}
-        return NetworkManagementClient(credential or self.credential(), self.subscription_id,
-                                       base_url=self.endpoint, **options)
+        options: dict[str, Any] = {
+            "retry_total": 0,
+            "connection_verify": str(self.ca_file),
+            "polling_interval": 0.05,
+            **client_options,
+        }
+        return NetworkManagementClient(
+            credential or self.credential(), self.subscription_id, base_url=self.endpoint, **options
+        )
 
     # --- networks and VMs --------------------------------------------------------------------------
 
     def _rg_id(self, resource_group: str) -> str:
         return f"/subscriptions/{self.subscription_id}/resourceGroups/{resource_group}"
 
-    def create_subnet(self, cidr: str, *, name: str = "nodes", vnet_name: str = "vpccni-vnet",
-                      vnet_cidr: str = DEFAULT_VNET_CIDR, resource_group: str = DEFAULT_RESOURCE_GROUP) -> str:
+    def create_subnet(
+        self,
+        cidr: str,
+        *,
+        name: str = "nodes",
+        vnet_name: str = "vpccni-vnet",
+        vnet_cidr: str = DEFAULT_VNET_CIDR,
+        resource_group: str = DEFAULT_RESOURCE_GROUP,
+    ) -> str:
         """A subnet (and its VNet, on first use); returns the subnet's resource id."""
         with self.service.lock:
             key = f"{resource_group}/{vnet_name}".lower()
             vnet = self.state.vnets.get(key)
             if vnet is None:
-                vnet_id = f"{self._rg_id(resource_group)}/providers/Microsoft.Network/virtualNetworks/{vnet_name}"
-                vnet = VnetState(vnet_id, vnet_name, resource_group, self.location, ipaddress.ip_network(vnet_cidr))
+                vnet_id = (
+                    f"{self._rg_id(resource_group)}/providers/Microsoft.Network/virtualNetworks/{vnet_name}"
+                )
+                vnet = VnetState(
+                    vnet_id, vnet_name, resource_group, self.location, ipaddress.IPv4Network(vnet_cidr)
+                )
                 self.state.vnets[key] = vnet
-            prefix = ipaddress.ip_network(cidr)
-            if not prefix.subnet_of(vnet.prefix):  # type: ignore[arg-type]
+            prefix = ipaddress.IPv4Network(cidr)
+            if not prefix.subnet_of(vnet.prefix):
                 raise ValueError(f"subnet {cidr} is not inside the virtual network's {vnet.prefix}")
-            subnet = SubnetState(f"{vnet.id}/subnets/{name}", name, key, prefix)  # type: ignore[arg-type]
+            subnet = SubnetState(f"{vnet.id}/subnets/{name}", name, key, prefix)
             vnet.subnets[name.lower()] = subnet
             return subnet.id
 
@@ -186,9 +231,16 @@ class LocalAzure:
         octets = (*_MICROSOFT_OUI, *(self._rng.randrange(256) for _ in range(3)))
         return "-".join(f"{o:02X}" for o in octets)
 
-    def add_vm(self, size: str = "Standard_D4s_v5", *, nics: int = 1, subnet_id: str | None = None,
-               name: str | None = None, resource_group: str = DEFAULT_RESOURCE_GROUP,
-               role: RoleDefinition | None = None) -> AzureVm:
+    def add_vm(
+        self,
+        size: str = "Standard_D4s_v5",
+        *,
+        nics: int = 1,
+        subnet_id: str | None = None,
+        name: str | None = None,
+        resource_group: str = DEFAULT_RESOURCE_GROUP,
+        role: RoleDefinition | None = None,
+    ) -> AzureVm:
         """A running VM of ``size`` booted with ``nics`` NICs (each with one primary IP configuration), a
         system-assigned identity (Owner of the resource group, or ``role`` there) and its own IMDS."""
         limits = require_size(size)
@@ -202,26 +254,50 @@ class LocalAzure:
             nic_ids = []
             for index in range(nics):
                 nic_name = f"{name}-nic-{index}"
-                nic_id = f"{self._rg_id(resource_group)}/providers/Microsoft.Network/networkInterfaces/{nic_name}"
+                nic_id = (
+                    f"{self._rg_id(resource_group)}/providers/Microsoft.Network/networkInterfaces/{nic_name}"
+                )
                 address = next(iter(subnet.free_addresses()), None)
                 if address is None:
                     raise ValueError(f"subnet {subnet_id} has no free address for {nic_name}")
                 subnet.used[address] = f"{nic_id}/ipConfigurations/ipconfig1"
                 self.state.nics[nic_id.lower()] = NicState(
-                    nic_id, nic_name, resource_group, self.location, self._mac(), _etag(),
-                    [IpConfig("ipconfig1", address, subnet.id, True)], vm_id=vm_id, primary=index == 0,
+                    nic_id,
+                    nic_name,
+                    resource_group,
+                    self.location,
+                    self._mac(),
+                    _etag(),
+                    [IpConfig("ipconfig1", address, subnet.id, True)],
+                    vm_id=vm_id,
+                    primary=index == 0,
                 )
                 nic_ids.append(nic_id)
             vm = VmState(vm_id, name, resource_group, self.location, limits.name, str(uuid.uuid4()), nic_ids)
             self.state.vms[vm_id.lower()] = vm
             primary = self.state.nic(nic_ids[0])
         identity = self.rbac.create_principal([(role or OWNER_ROLE, self._rg_id(resource_group))])
-        imds = AzureImdsServer(name, lambda: self._document(vm_id),
-                               lambda resource: (*self.rbac.issue_token(identity, resource), identity.client_id))
+        imds = AzureImdsServer(
+            name,
+            lambda: self._document(vm_id),
+            lambda resource: (*self.rbac.issue_token(identity, resource), identity.client_id),
+        )
         self._imds[name] = imds.start()
-        found = AzureVm(name, limits.name, resource_group, self.location, vm.vm_id, vm_id, tuple(nic_ids),
-                        subnet.id, primary.ip_configs[0].private_ip, primary.mac, imds.endpoint,
-                        identity.object_id, identity.client_id)
+        found = AzureVm(
+            name,
+            limits.name,
+            resource_group,
+            self.location,
+            vm.vm_id,
+            vm_id,
+            tuple(nic_ids),
+            subnet.id,
+            primary.ip_configs[0].private_ip,
+            primary.mac,
+            imds.endpoint,
+            identity.object_id,
+            identity.client_id,
+        )
         self._vms[name] = found
         self._principals[name] = identity
         return found
@@ -232,7 +308,9 @@ class LocalAzure:
 
     def set_role(self, vm: AzureVm, role: RoleDefinition, scope: str | None = None) -> None:
         """Give the VM's identity ``role`` (only) at ``scope`` (default: the subscription)."""
-        self.rbac.replace_roles(self.principal(vm), [(role, scope or f"/subscriptions/{self.subscription_id}")])
+        self.rbac.replace_roles(
+            self.principal(vm), [(role, scope or f"/subscriptions/{self.subscription_id}")]
+        )
 
     def imds(self, vm: AzureVm) -> AzureImdsServer:
         return self._imds[vm.name]
@@ -246,9 +324,16 @@ class LocalAzure:
                 subnet = self.state.subnet(nic.ip_configs[0].subnet_id)
                 ordered = sorted(nic.ip_configs, key=lambda c: not c.primary)
                 interfaces.append((nic.mac, [c.private_ip for c in ordered], str(subnet.prefix)))
-        return instance_document(subscription_id=self.subscription_id, resource_group=vm.resource_group,
-                                 vm_name=vm.name, vm_id=vm.vm_id, vm_size=vm.size, location=vm.location,
-                                 zone=vm.zone, interfaces=interfaces)
+        return instance_document(
+            subscription_id=self.subscription_id,
+            resource_group=vm.resource_group,
+            vm_name=vm.name,
+            vm_id=vm.vm_id,
+            vm_size=vm.size,
+            location=vm.location,
+            zone=vm.zone,
+            interfaces=interfaces,
+        )
 
     def nic_addresses(self, nic_id: str) -> list[str]:
         """Every address on a NIC, primary first (the emulator's own view, for assertions)."""
@@ -259,7 +344,11 @@ class LocalAzure:
     def describe(self) -> dict[str, Any]:
         """What ``vpccni localcloud up --cloud azure --json`` prints."""
         return {
-            "cloud": "azure", "arm_endpoint": self.endpoint, "ca_file": str(self.ca_file),
-            "subscription_id": self.subscription_id, "tenant_id": self.tenant_id, "location": self.location,
+            "cloud": "azure",
+            "arm_endpoint": self.endpoint,
+            "ca_file": str(self.ca_file),
+            "subscription_id": self.subscription_id,
+            "tenant_id": self.tenant_id,
+            "location": self.location,
             "vms": [vm.to_dict() for vm in self._vms.values()],
         }

@@ -74,31 +74,50 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(400, {"error": "Bad request. Required metadata header not specified"})
             return
         if "api-version" not in params:
-            self._reply(400, {"error": "Bad request. api-version was not specified in the request",
-                              "newest-versions": ["2023-07-01"]})
+            self._reply(
+                400,
+                {
+                    "error": "Bad request. api-version was not specified in the request",
+                    "newest-versions": ["2023-07-01"],
+                },
+            )
             return
         if path.rstrip("/") == INSTANCE_PATH:
             self._reply(200, self.server.document())
             return
         resource = params.get("resource")
         if not resource:
-            self._reply(400, {"error": "invalid_request",
-                              "error_description": "Required query variable 'resource' is missing"})
+            self._reply(
+                400,
+                {
+                    "error": "invalid_request",
+                    "error_description": "Required query variable 'resource' is missing",
+                },
+            )
             return
         token, lifetime, client_id = self.server.issue(resource)
         now = int(time.time())
-        self._reply(200, {
-            "access_token": token, "client_id": client_id, "expires_in": str(lifetime),
-            "expires_on": str(now + lifetime), "ext_expires_in": str(lifetime), "not_before": str(now),
-            "resource": resource, "token_type": "Bearer",
-        })
+        self._reply(
+            200,
+            {
+                "access_token": token,
+                "client_id": client_id,
+                "expires_in": str(lifetime),
+                "expires_on": str(now + lifetime),
+                "ext_expires_in": str(lifetime),
+                "not_before": str(now),
+                "resource": resource,
+                "token_type": "Bearer",
+            },
+        )
 
 
 class _ImdsHttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], document: Document, issue: TokenIssuer,
-                 bind_and_activate: bool = True) -> None:
+    def __init__(
+        self, address: tuple[str, int], document: Document, issue: TokenIssuer, bind_and_activate: bool = True
+    ) -> None:
         super().__init__(address, _Handler, bind_and_activate=bind_and_activate)
         self.document = document
         self.issue = issue
@@ -108,8 +127,9 @@ class _ImdsHttpServer(http.server.ThreadingHTTPServer):
 class AzureImdsServer:
     """Serves one VM's IMDS. ``sock``: an already-bound listening socket to serve instead of 127.0.0.1:0."""
 
-    def __init__(self, vm_name: str, document: Document, issue: TokenIssuer,
-                 sock: socket.socket | None = None) -> None:
+    def __init__(
+        self, vm_name: str, document: Document, issue: TokenIssuer, sock: socket.socket | None = None
+    ) -> None:
         self.vm_name = vm_name
         if sock is None:
             self._server = _ImdsHttpServer(("127.0.0.1", 0), document, issue)
@@ -120,8 +140,12 @@ class AzureImdsServer:
             self._server.server_activate()
         host, port = self._server.server_address[:2]
         self.endpoint = f"http://{host!s}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"localazure-imds-{vm_name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"localazure-imds-{vm_name}",
+            daemon=True,
+        )
 
     def start(self) -> AzureImdsServer:
         self._thread.start()
@@ -135,27 +159,47 @@ class AzureImdsServer:
         self._server.server_close()
 
 
-def instance_document(*, subscription_id: str, resource_group: str, vm_name: str, vm_id: str, vm_size: str,
-                      location: str, zone: str, interfaces: list[tuple[str, list[str], str]]) -> dict[str, Any]:
+def instance_document(
+    *,
+    subscription_id: str,
+    resource_group: str,
+    vm_name: str,
+    vm_id: str,
+    vm_size: str,
+    location: str,
+    zone: str,
+    interfaces: list[tuple[str, list[str], str]],
+) -> dict[str, Any]:
     """IMDS's document for one VM; ``interfaces``: (ARM MAC, addresses primary first, subnet CIDR)."""
     network = []
     for mac, addresses, cidr in interfaces:
         subnet = ipaddress.ip_network(cidr)
-        network.append({
-            "ipv4": {
-                "ipAddress": [{"privateIpAddress": a, "publicIpAddress": ""} for a in addresses],
-                "subnet": [{"address": str(subnet.network_address), "prefix": str(subnet.prefixlen)}],
-            },
-            "ipv6": {"ipAddress": []},
-            "macAddress": mac.replace("-", "").replace(":", "").upper(),
-        })
-    resource_id = (f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/"
-                   f"Microsoft.Compute/virtualMachines/{vm_name}")
+        network.append(
+            {
+                "ipv4": {
+                    "ipAddress": [{"privateIpAddress": a, "publicIpAddress": ""} for a in addresses],
+                    "subnet": [{"address": str(subnet.network_address), "prefix": str(subnet.prefixlen)}],
+                },
+                "ipv6": {"ipAddress": []},
+                "macAddress": mac.replace("-", "").replace(":", "").upper(),
+            }
+        )
+    resource_id = (
+        f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/"
+        f"Microsoft.Compute/virtualMachines/{vm_name}"
+    )
     return {
         "compute": {
-            "azEnvironment": "AzurePublicCloud", "location": location, "name": vm_name, "osType": "Linux",
-            "resourceGroupName": resource_group, "resourceId": resource_id, "subscriptionId": subscription_id,
-            "vmId": vm_id, "vmSize": vm_size, "zone": zone,
+            "azEnvironment": "AzurePublicCloud",
+            "location": location,
+            "name": vm_name,
+            "osType": "Linux",
+            "resourceGroupName": resource_group,
+            "resourceId": resource_id,
+            "subscriptionId": subscription_id,
+            "vmId": vm_id,
+            "vmSize": vm_size,
+            "zone": zone,
         },
         "network": {"interface": network},
     }
