@@ -162,9 +162,10 @@ class Unauthorized(CloudError, PermanentError):
         named = rest.split(None, 1)[0].rstrip(".,;") if found and rest else ""
         if named.startswith("ec2:"):
             return named
-        # ARM names it in quotes: "... does not have authorization to perform action 'Microsoft.X/y/write' ..."
+        # ARM names it in quotes: "... does not have authorization to perform action 'Microsoft.X/write'"
         # (or "... permission to perform action(s) '...' on the linked scope(s) ..." for a linked resource).
-        for marker in ("does not have authorization to perform action '", "permission to perform action(s) '"):
+        markers = ("does not have authorization to perform action '", "permission to perform action(s) '")
+        for marker in markers:
             _, found, rest = self.message.partition(marker)
             if found and "'" in rest:
                 return rest.split("'", 1)[0]

@@ -27,7 +27,8 @@ def test_describe_instance(provider: AzureProvider, vm: Any) -> None:
     assert info.vpc_id == vm.subnet_id.rsplit("/subnets/", 1)[0]
     assert info.state == "running"
     assert [s.interface_id for s in info.interfaces] == list(vm.nic_ids)
-    assert provider.describe_instance(vm.name).instance_id == vm.resource_id  # a name means this resource group
+    # A bare name means a VM of the settings' resource group.
+    assert provider.describe_instance(vm.name).instance_id == vm.resource_id
 
 
 def test_describe_unknown_instance_is_not_found(provider: AzureProvider) -> None:
@@ -100,7 +101,8 @@ def test_describe_interfaces_skips_missing_ids_and_keeps_order(provider: AzurePr
 
 
 def test_leaked_interfaces_are_none(provider: AzureProvider) -> None:
-    assert provider.describe_leaked_interfaces(vpc_id="any", owner_tag_key="node.k8s.amazonaws.com/instance_id") == []
+    found = provider.describe_leaked_interfaces(vpc_id="any", owner_tag_key="vpccni/owner")
+    assert found == []
 
 
 def test_create_tags(provider: AzureProvider, vm: Any, observer: InMemoryObserver) -> None:
