@@ -240,9 +240,11 @@ class LocalAzure:
         name: str | None = None,
         resource_group: str = DEFAULT_RESOURCE_GROUP,
         role: RoleDefinition | None = None,
+        application_security_groups: tuple[str, ...] = (),
     ) -> AzureVm:
         """A running VM of ``size`` booted with ``nics`` NICs (each with one primary IP configuration), a
-        system-assigned identity (Owner of the resource group, or ``role`` there) and its own IMDS."""
+        system-assigned identity (Owner of the resource group, or ``role`` there) and its own IMDS.
+        ``application_security_groups``: ASG ids its NICs' configurations are members of."""
         limits = require_size(size)
         if not 1 <= nics <= limits.max_nics:
             raise ValueError(f"{limits.name} boots with 1..{limits.max_nics} NICs, got {nics}")
@@ -268,7 +270,7 @@ class LocalAzure:
                     self.location,
                     self._mac(),
                     _etag(),
-                    [IpConfig("ipconfig1", address, subnet.id, True)],
+                    [IpConfig("ipconfig1", address, subnet.id, True, asg_ids=application_security_groups)],
                     vm_id=vm_id,
                     primary=index == 0,
                 )
