@@ -45,7 +45,8 @@ def as_node(localazure: Any, node: Any, make_provider: Any) -> Callable[[RoleDef
     def make(role: RoleDefinition) -> AzureProvider:
         group_scope = f"/subscriptions/{localazure.subscription_id}/resourceGroups/{node.resource_group}"
         localazure.set_role(node, role, scope=group_scope)
-        return make_provider(on=node)
+        provider: AzureProvider = make_provider(on=node)
+        return provider
 
     return make
 
