@@ -69,7 +69,8 @@ def test_a_nic_write_is_a_long_running_operation(localazure: Any, vm: Any, azure
     during.tags = {"step": "2"}
     with pytest.raises(HttpResponseError) as busy:
         nics.begin_create_or_update(vm.resource_group, nic.name, during)
-    assert busy.value.status_code == 429 and busy.value.error is not None and busy.value.error.code == "RetryableErrorDueToAnotherOperation"
+    assert busy.value.status_code == 429 and busy.value.error is not None
+    assert busy.value.error.code == "RetryableErrorDueToAnotherOperation"
     assert busy.value.response is not None
     assert busy.value.response.headers["Retry-After"] == "1"  # type: ignore[attr-defined]
     done = poller.result()
@@ -94,7 +95,8 @@ def test_the_control_plane_over_https(localazure: Any, vm: Any, azure_network_cl
     control.inject_fault("GetNetworkInterface", "InternalServerError", status=500, count=1)
     with pytest.raises(HttpResponseError) as failed:
         azure_network_client.network_interfaces.get(vm.resource_group, vm.nic_ids[0].rsplit("/", 1)[1])
-    assert failed.value.status_code == 500 and failed.value.error is not None and failed.value.error.code == "InternalServerError"
+    assert failed.value.status_code == 500 and failed.value.error is not None
+    assert failed.value.error.code == "InternalServerError"
     counters = control.counters()["GetNetworkInterface"]
     assert (counters.calls, counters.errors) == (1, 1)
     control.set_latency(profile="realistic")
