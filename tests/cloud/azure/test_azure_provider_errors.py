@@ -210,3 +210,18 @@ def test_unmapped_server_answer_is_a_server_error(provider: AzureProvider, vm: A
     localazure.faults.inject("GetNetworkInterface", "Weird", status=502)
     with pytest.raises(CloudServerError):
         provider.describe_interfaces([vm.nic_ids[0]])
+
+
+def test_the_virtual_network_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpccni.cloud.azure.settings import AzureSettings
+    from vpccni.localcloud.azure import ArmLimits, LocalAzure
+
+    with LocalAzure(limits=ArmLimits(ip_configs_per_vnet=12)) as small:  # 65,536 on Azure
+        node = small.add_vm()
+        monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", node.imds_endpoint)
+        settings = AzureSettings(small.subscription_id, node.resource_group, arm_endpoint=small.endpoint,
+                                 connection_verify=str(small.ca_file), lro_poll_interval_s=0.02)
+        provider = AzureProvider.from_settings(settings)
+        provider.assign_addresses(node.nic_ids[0], 11)  # 12 with the primary
+        with pytest.raises(AddressLimitExceeded, match="Virtual network"):
+            provider.assign_addresses(node.nic_ids[0], 1)
