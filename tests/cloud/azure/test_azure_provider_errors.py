@@ -225,3 +225,11 @@ def test_the_virtual_network_limit(monkeypatch: pytest.MonkeyPatch) -> None:
         provider.assign_addresses(node.nic_ids[0], 11)  # 12 with the primary
         with pytest.raises(AddressLimitExceeded, match="Virtual network"):
             provider.assign_addresses(node.nic_ids[0], 1)
+
+
+def test_a_failed_operation_is_retried_and_found_written(provider: AzureProvider, vm: Any, localazure: Any,
+                                                         observer: InMemoryObserver) -> None:
+    localazure.faults.inject("NetworkInterfaceOperation", "InternalServerError", status=500, count=1)
+    added = provider.assign_addresses(vm.nic_ids[0], 2)
+    assert localazure.nic_addresses(vm.nic_ids[0])[1:] == added
+    assert ("PutNetworkInterface", "InternalServerError") in observer.errors()

@@ -14,7 +14,8 @@ provider, "Troubleshoot API throttling errors"),                 write, or its e
 per-NIC / per-VM IP configuration limits                         AddressLimitExceeded
 ``AuthorizationFailed``, ``LinkedAuthorizationFailed``, 401s     Unauthorized (the message names the action)
 ``NotFound``, ``ResourceNotFound``, 404                          CloudNotFound
-5xx, a long-running operation that failed without a code         CloudServerError
+5xx; a long-running operation that ended Failed (unless its code  CloudServerError
+is one of the above)
 no answer (connect/read timeout, connection reset)               CloudTimeout
 managed-identity token unavailable (IMDS did not answer)         CloudTimeout (retryable; IMDS comes back)
 anything else ARM refuses (``PrivateIPAddressInUse``, ...)       CloudInvalidRequest
@@ -114,7 +115,9 @@ def map_http_error(action: str, exc: Any) -> CloudError:
     code, message = _code_and_message(exc)
     if code is None:
         code = "OperationFailed" if status == 200 else f"HTTP{status}"
-    cls = CloudServerError if code == "OperationFailed" else error_class_for(code, status)
+    # A long-running operation that ended Failed (its poll answered 200): a code we know keeps its class;
+    # any other is the cloud's failure, worth retrying, as a 5xx is.
+    cls = error_class_for(code, 500 if status == 200 else status)
     mapped = cls(action, code, message)
     if isinstance(mapped, CloudThrottled):
         mapped.retry_after_s = _retry_after(exc)

@@ -4,7 +4,8 @@ latency profiles and the control plane, built from the EC2 local cloud's pieces.
 Actions (the names faults, latency, throttling and counters use): ``GetNetworkInterface``,
 ``ListNetworkInterfaces``, ``PutNetworkInterface``, ``GetSubnet``, ``GetVirtualMachine``,
 ``GetOperationStatus`` (one LRO poll), and two that are not requests: ``NetworkInterfaceOperation`` (how
-long a NIC write's long-running operation runs; a latency entry only) and ``PutNetworkInterface/answer``
+long a NIC write's long-running operation runs; a fault on it makes the operation end ``Failed`` with
+the fault's code, the write itself staying applied and the NIC ``Failed``) and ``PutNetworkInterface/answer``
 (faults consulted *after* a NIC write was applied: a timeout there is ARM acting and the answer being
 lost).
 

@@ -83,6 +83,7 @@ class Answer:
 class _Operation:
     nic_id: str
     done_at: float
+    failure: Fault | None = None  # ends Failed with this error (a fault on NetworkInterfaceOperation)
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ class ArmService:
         )
 
     def _settle(self, nic: NicState) -> None:
-        if nic.busy_until <= self._clock():
+        if nic.busy_until <= self._clock() and nic.provisioning_state == "Updating":
             nic.provisioning_state = "Succeeded"
 
     def _get_nic(self, request: _Request, principal: Principal) -> Answer:
@@ -293,7 +294,8 @@ class ArmService:
             nic.busy_until = now + operation_s
             nic.provisioning_state = "Updating"
             operation_id = str(uuid.uuid4())
-            self._operations[operation_id] = _Operation(nic.id, nic.busy_until)
+            failure = self.faults.pick(policy.NIC_OPERATION)
+            self._operations[operation_id] = _Operation(nic.id, nic.busy_until, failure)
             answer = Answer(200, nic_json(nic))
         location = nic.location
         answer.headers["Azure-AsyncOperation"] = (
@@ -317,4 +319,10 @@ class ArmService:
             if operation.done_at > self._clock():
                 wait = max(1, int(operation.done_at - self._clock() + 0.999))
                 return Answer(200, {"status": "InProgress"}, {"Retry-After": str(wait)})
+            if operation.failure is not None:
+                nic = self.state.nics.get(operation.nic_id.lower())
+                if nic is not None:
+                    nic.provisioning_state = "Failed"
+                failed = error_body(operation.failure.code, operation.failure.message)
+                return Answer(200, {"status": "Failed", **failed})
             return Answer(200, {"status": "Succeeded"})
