@@ -12,7 +12,8 @@ Whether an error is worth retrying is a *type*, not a string match::
     │   ├── NotReady                   ipamd still starting or recovering
     │   ├── PlumbingBusy               netlink/iptables said "busy", or an ENI link has not appeared yet
     │   ├── KubernetesUnavailable      API server unreachable, timed out, 429 or 5xx
-    │   └── KubernetesConflict         a read-modify-write kept losing to other writers (409)
+    │   ├── KubernetesConflict         a read-modify-write kept losing to other writers (409)
+    │   └── CloudConflict              a cloud read-modify-write lost to another writer (ARM 412 on If-Match)
     ├── PermanentError                 retrying the same request will fail the same way
     │   ├── ConfigError                one or more bad settings (all listed at once)
     │   ├── EniLimitExceeded           AttachmentLimitExceeded
@@ -23,6 +24,7 @@ Whether an error is worth retrying is a *type*, not a string match::
     │   ├── Unauthorized               UnauthorizedOperation / AccessDenied
     │   ├── CloudInvalidRequest        InvalidParameterValue, InUse, ...
     │   ├── UnknownInstanceType        not in the bundled table nor DescribeInstanceTypes
+    │   ├── CloudUnsupported           the cloud cannot do this at all (Azure: NICs on a running VM, prefixes)
     │   ├── ProtocolError              malformed request/response on the ipamd socket
     │   ├── PlumbingFailed             a netlink/sysctl/iptables step was refused; bad netns path
     │   ├── KubernetesRejected         the API server refused the request (403, 404, 422, ...)
@@ -112,7 +114,13 @@ class CloudError(VpccniError):
 
 
 class CloudThrottled(CloudError, RetryableError):
-    """RequestLimitExceeded: the account's API bucket for this action class is empty."""
+    """RequestLimitExceeded: the account's API bucket for this action class is empty.
+
+    ``retry_after_s`` is the wait the cloud asked for (ARM's ``Retry-After`` on a 429), None when it named
+    none; the retry policy waits at least that long before the next attempt.
+    """
+
+    retry_after_s: float | None = None
 
 
 class CloudServerError(CloudError, RetryableError):
@@ -152,11 +160,30 @@ class Unauthorized(CloudError, PermanentError):
         (EC2 names it: "... is not authorized to perform: ec2:X ..."); ``ec2:<action>`` when it does not."""
         _, found, rest = self.message.partition("is not authorized to perform: ")
         named = rest.split(None, 1)[0].rstrip(".,;") if found and rest else ""
-        return named if named.startswith("ec2:") else f"ec2:{self.action}"
+        if named.startswith("ec2:"):
+            return named
+        # ARM names it in quotes: "... does not have authorization to perform action 'Microsoft.X/write'"
+        # (or "... permission to perform action(s) '...' on the linked scope(s) ..." for a linked resource).
+        markers = ("does not have authorization to perform action '", "permission to perform action(s) '")
+        for marker in markers:
+            _, found, rest = self.message.partition(marker)
+            if found and "'" in rest:
+                return rest.split("'", 1)[0]
+        return f"ec2:{self.action}"
 
 
 class CloudInvalidRequest(CloudError, PermanentError):
     """Any other client-side error (InvalidParameterValue, InvalidNetworkInterface.InUse, ...)."""
+
+
+class CloudConflict(CloudError, RetryableError):
+    """A read-modify-write of one cloud resource lost to a concurrent writer on every attempt (ARM answers
+    412 PreconditionFailed to a write whose ``If-Match`` etag is no longer the resource's)."""
+
+
+class CloudUnsupported(CloudError, PermanentError):
+    """The cloud offers no such operation for this node (Azure: attaching or detaching a NIC while the VM
+    runs, creating NICs for pods, delegated prefixes). Callers check the provider's capabilities first."""
 
 
 class UnknownInstanceType(PermanentError):

@@ -9,6 +9,11 @@ until SIGTERM or SIGINT, then shuts down and exits 0. Without ``--json`` it prin
 Every input is checked before anything starts (a bad one is one line on stderr and exit status 2): the
 profile by argparse, the region against botocore's EC2 regions, each instance type against moto's
 DescribeInstanceTypes data.
+
+``--cloud azure`` serves the local Azure instead (:mod:`vpccni.localcloud.azure`): an https ARM endpoint
+with its own CA and one IMDS per VM; ``--node`` names VM sizes (``Standard_D4s_v5``), ``--region`` the
+location (default westeurope). The JSON has ``arm_endpoint``, ``ca_file`` (trust it in your client only),
+``subscription_id``, ``tenant_id``, ``location`` and ``vms``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="up")
     up = actions.add_parser("up", help="start the local cloud and serve until SIGTERM/SIGINT")
     add_cloud_arguments(up, default_nodes="none")
+    up.add_argument("--cloud", choices=("aws", "azure"), default="aws",
+                    help="emulate EC2 (default) or Azure (--node then names VM sizes)")
     up.add_argument("--json", action="store_true", help="print one line of JSON instead of a summary")
 
 
@@ -78,8 +85,40 @@ def summary(description: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _run_azure(prog: str, args: argparse.Namespace) -> int:
+    from vpccni.cloud.azure.vm_sizes import lookup
+    from vpccni.localcloud.azure.cloud import LocalAzure
+
+    for size in args.node:
+        if lookup(size) is None:
+            return fail(prog, f"unknown VM size {size!r} (not in the bundled Azure size table)")
+    location = "westeurope" if args.region == DEFAULT_REGION else args.region
+    with (
+        stop_on_signals() as stop,
+        LocalAzure(location=location, profile=args.profile, seed=args.seed) as cloud,
+    ):
+        for size in args.node:
+            cloud.add_vm(size)
+        description = cloud.describe()
+        if args.json:
+            sys.stdout.write(json.dumps(description, separators=(",", ":")) + "\n")
+        else:
+            lines = [f"ARM endpoint  {description['arm_endpoint']}  (subscription "
+                     f"{description['subscription_id']}, location {location}; "
+                     f"trust {description['ca_file']})"]
+            lines += [f"vm            {vm['name']}  {vm['size']:<16} {vm['primary_ip']:<15} "
+                      f"IMDS {vm['imds_endpoint']}" for vm in description["vms"]]
+            sys.stdout.write("\n".join(lines) + "\nserving; SIGTERM or Ctrl-C stops\n")
+        sys.stdout.flush()
+        while not stop.wait(1.0):
+            pass
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     prog = "vpccni localcloud up"
+    if getattr(args, "cloud", "aws") == "azure":
+        return _run_azure(prog, args)
     status = check_cloud_arguments(prog, args)
     if status:
         return status

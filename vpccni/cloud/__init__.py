@@ -12,7 +12,9 @@ subpackage imports them and its SDK. Layout:
 - :mod:`~vpccni.cloud.budget`: token buckets per action class with AIMD on throttling;
 - :mod:`~vpccni.cloud.observe`: :class:`CallObserver`, what metrics hang off;
 - :mod:`~vpccni.cloud.aws.imds`: the IMDSv2 client (standard library only);
-- :mod:`~vpccni.cloud.aws.tags`: aws-node's tag and description conventions.
+- :mod:`~vpccni.cloud.aws.tags`: aws-node's tag and description conventions;
+- :mod:`vpccni.cloud.azure`: the Azure provider (IP configurations on the VM's NICs through ARM), its
+  error mapping, VM-size limits and Azure IMDS client (the Azure SDK loads only when a client is built).
 
 This package imports no boto3 at import time; ``vpccni.cloud.aws.provider`` does.
 """

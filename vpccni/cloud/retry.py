@@ -15,6 +15,12 @@ followed by a *permanent* error (e.g. attaching an interface that the lost attem
 the runner asks the caller's ``resync`` callback to look at the cloud; if the effect is there, that is
 the result, otherwise the permanent error stands. The SDK's own retries are turned down at the client
 (see :mod:`vpccni.cloud.aws.client`), so this module is the retry policy.
+
+Other clouds: each provider passes its one error mapper (AWS: :func:`vpccni.cloud.aws.errors.map_error`;
+Azure: :func:`vpccni.cloud.azure.errors.map_error`). A throttle that names a wait
+(``CloudThrottled.retry_after_s``, ARM's ``Retry-After``) is waited out in full before the next attempt,
+never less. ``run(give_up_on=...)`` surfaces chosen retryable errors at once, for a caller whose own loop
+handles them (a 412 on a NIC write needs a fresh read, not the same request again).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -73,6 +80,20 @@ class RetrySettings:
 Resync = Callable[[CloudError], "T | None"]
 
 
+class _WaitAtLeastRetryAfter:
+    """Tenacity wait: the back-off window's draw, but never less than the ``Retry-After`` the cloud named."""
+
+    def __init__(self, backoff: wait_random_exponential) -> None:
+        self._backoff = backoff
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        drawn = float(self._backoff(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        asked = getattr(error, "retry_after_s", None)
+        return max(drawn, float(asked)) if isinstance(asked, int | float) else drawn
+
+
 class _StopAfter(stop_base):
     """Stop once ``seconds`` have passed since the first attempt, on an injectable clock (tenacity's
     own stop_after_delay reads the real clock)."""
@@ -106,8 +127,17 @@ class CallRunner:
         self._clock = clock
         self._sleep = sleep
 
-    def run(self, action: str, request: Callable[[], T], *, resync: Resync[T] | None = None) -> T:
-        """Send ``request`` (one API action) with retries; returns its result or raises a vpccni error."""
+    def run(
+        self,
+        action: str,
+        request: Callable[[], T],
+        *,
+        resync: Resync[T] | None = None,
+        give_up_on: tuple[type[RetryableError], ...] = (),
+    ) -> T:
+        """Send ``request`` (one API action) with retries; returns its result or raises a vpccni error.
+
+        ``give_up_on``: retryable error types raised at once instead of retried here."""
         ambiguous = False
 
         def attempt() -> T:
@@ -140,8 +170,10 @@ class CallRunner:
             sleep=self._sleep,
             stop=stop_after_attempt(self.retry.max_attempts)
             | _StopAfter(self.retry.max_total_s, self._clock),
-            wait=wait_random_exponential(multiplier=self.retry.backoff_base_s, max=self.retry.backoff_max_s),
-            retry=retry_if_exception_type(RetryableError),
+            wait=_WaitAtLeastRetryAfter(
+                wait_random_exponential(multiplier=self.retry.backoff_base_s, max=self.retry.backoff_max_s)
+            ),
+            retry=retry_if_exception_type(RetryableError) & retry_if_not_exception_type(give_up_on),
             reraise=True,
         )
         return retrying(attempt)
