@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vpccni.cloud.addressing import SubnetSpace
 from vpccni.errors import CloudNotFound
-from vpccni.localcloud.ec2.addressing import SubnetSpace
 from vpccni.localcloud.ec2.query import Ec2ApiError
 from vpccni.localcloud.model import EniView, InstanceView
 
