@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from vpccni.cloud.aws.codes import status_for
+from vpccni.cloud.base import NetworkInterface
 from vpccni.cloud.budget import ActionClass, action_class
 from vpccni.cloud.fake import ec2
-from vpccni.cloud.fake.model import Node, SubnetRec, SubnetRef, Vpc, VpcRec
+from vpccni.cloud.fake.model import Node, SubnetRec, SubnetRef, Vpc, VpcRec, interface_view, subnet_view
 from vpccni.cloud.fake.state import Ec2Error, FakeState
 
 T = TypeVar("T")
@@ -128,6 +129,19 @@ class FakeCloud(FakeState):
         """TerminateInstances: DeleteOnTermination ENIs are deleted, the others detached."""
         with self.lock:
             ec2.terminate_instance(self, instance_id)
+
+    # --- looking without asking (not requests: neither logged nor subject to faults) ------------------------
+
+    def interfaces(self, instance_id: str | None = None) -> list[NetworkInterface]:
+        """Every ENI (attached to ``instance_id``, by device index, when given) as EC2 describes it."""
+        with self.lock:
+            enis = self.attached_enis(instance_id) if instance_id is not None else list(self.enis.values())
+            return [interface_view(e) for e in enis]
+
+    def free_addresses(self, subnet_id: str) -> int:
+        """The subnet's AvailableIpAddressCount."""
+        with self.lock:
+            return subnet_view(self.subnet(subnet_id)).available_address_count
 
     # --- faults ----------------------------------------------------------------------------------------
 
