@@ -71,7 +71,7 @@ def test_wit2_mit5_five_pods_grows_both_ways_in_one_decision():
     for i in range(5):
         assert node.add_pod(f"p{i}")
     d = node.tick()
-    assert d.assign == (("eni-1", 1),) and d.new_eni == 1
+    assert d.assign == ((node.eni_at(1), 1),) and d.new_eni == 1
     assert node.cidr_counts() == [3, 3, 1]
 
 
