@@ -248,3 +248,6 @@ def test_delete_on_termination_decides_what_termination_deletes(world: World) ->
     freed = after.available_address_count - before.available_address_count
     assert freed == 2 + 1, "the DeleteOnTermination ENI's two addresses and the primary ENI's one"
     assert world.provider.describe_instance_interfaces(node.instance_id) == []
+    # A terminated instance lists no interfaces; the AWS provider's parser needs the device-0 one.
+    with pytest.raises(CloudInvalidRequest, match="no device-index-0 interface"):
+        world.provider.describe_instance(node.instance_id)

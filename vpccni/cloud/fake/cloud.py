@@ -112,15 +112,16 @@ class FakeCloud(FakeState):
             return self._default
 
     def add_node(self, instance_type: str, *, subnet: SubnetRef | None = None,
-                 security_groups: Sequence[str] | None = None) -> Node:
+                 security_groups: Sequence[str] | None = None, name: str | None = None) -> Node:
         """Run one instance (in the default network unless told otherwise); its primary ENI is
-        DeleteOnTermination. An unknown type raises UnknownInstanceType."""
+        DeleteOnTermination. An unknown type raises UnknownInstanceType. ``name``: its Name tag."""
         with self.lock:
             if subnet is None or security_groups is None:
                 _, default_subnet, default_group = self.default_network()
                 subnet = subnet or default_subnet
                 security_groups = security_groups if security_groups is not None else [default_group]
             instance = ec2.run_instance(self, instance_type, subnet.subnet_id, security_groups)
+            self.other_tags[instance.instance_id] = {"Name": name or f"vpccni-node-{len(self.instances)}"}
             primary = self.enis[instance.primary_eni_id]
             return Node(instance.instance_id, instance_type, subnet.availability_zone, self.region,
                         subnet.subnet_id, subnet.vpc_id, primary.eni_id, primary.primary, primary.mac)

@@ -41,19 +41,17 @@ from vpccni.cloud.fake.model import (
     subnet_view,
 )
 from vpccni.cloud.fake.state import Ec2Error, FakeState, invalid_parameter
-from vpccni.errors import CloudInvalidRequest, UnknownInstanceType
+from vpccni.errors import UnknownInstanceType
 
 # --- describes -----------------------------------------------------------------------------------------
 
 
-def describe_instance(state: FakeState, instance_id: str) -> InstanceInfo:
+def describe_instance(state: FakeState, instance_id: str) -> InstanceInfo | None:
+    """The instance; None when it lists no primary interface (terminated: EC2 shows none then)."""
     instance = state.instance(instance_id)
     primary = state.attached.get(instance_id, {}).get(instance.primary_eni_id)
     if primary is None:
-        # A terminated instance lists no interfaces; the AWS provider cannot describe it either (it needs a
-        # device-0 interface) and raises this, so the fake does too.
-        raise CloudInvalidRequest("Instance", "MalformedResponse",
-                                  f"instance {instance_id} has no device-index-0 interface")
+        return None
     return instance_view(instance, state.attached_enis(instance_id), primary)
 
 

@@ -72,7 +72,13 @@ class FakeProvider:
     # --- the instance ----------------------------------------------------------------------------------
 
     def describe_instance(self, instance_id: str) -> InstanceInfo:
-        return self._send("DescribeInstances", lambda: ec2.describe_instance(self.cloud, instance_id))
+        found = self._send("DescribeInstances", lambda: ec2.describe_instance(self.cloud, instance_id))
+        if found is None:
+            # EC2 answered (a terminated instance lists no interfaces), but the AWS provider's parser needs a
+            # device-0 interface and raises this; the fake does the same, so callers see one behaviour.
+            raise CloudInvalidRequest("Instance", "MalformedResponse",
+                                      f"instance {instance_id} has no device-index-0 interface")
+        return found
 
     def describe_instance_type(self, instance_type: str) -> Mapping[str, object]:
         try:
