@@ -48,7 +48,7 @@ from vpccni.wire.protocol import (
     valid_identifier,
     valid_ifname,
 )
-from vpccni.wire.values import Record
+from vpccni.wire.values import Record, record
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False
@@ -118,32 +118,16 @@ class CniError(VpccniError):
         return wirejson.dumps(obj)
 
 
+@record
 class Invocation(Record):
     """What the runtime said in the environment."""
 
-    __slots__ = ("command", "container_id", "netns", "ifname", "path", "pod")
     command: str
-    container_id: str
-    netns: str
-    ifname: str
-    path: tuple[str, ...]
-    pod: PodRef
-
-    def __init__(
-        self,
-        command: str,
-        container_id: str = "",
-        netns: str = "",
-        ifname: str = "",
-        path: tuple[str, ...] = (),
-        pod: PodRef | None = None,
-    ) -> None:
-        self.command = command
-        self.container_id = container_id
-        self.netns = netns
-        self.ifname = ifname
-        self.path = path
-        self.pod = PodRef() if pod is None else pod
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    path: tuple[str, ...] = ()
+    pod: PodRef = PodRef()
 
 
 # --- versions -------------------------------------------------------------------------------------

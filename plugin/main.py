@@ -46,7 +46,7 @@ from vpccni.errors import ProtocolError
 from vpccni.wire import wirejson
 from vpccni.wire.protocol import (
     DEFAULT_SOCKET_PATH,
-    Attachment,
+    CniAttachment,
     ErrorInfo,
     ErrorKind,
     Op,
@@ -116,7 +116,7 @@ def _request(
     inv: Invocation,
     conf: NetConf,
     prev_result: dict[str, Any] | None = None,
-    valid_attachments: tuple[Attachment, ...] = (),
+    valid_attachments: tuple[CniAttachment, ...] = (),
 ) -> Request:
     timeout_ms = conf.timeout_ms or DEFAULT_TIMEOUT_MS[op.value]
     # ipamd must answer before we give up, or its answer is lost: leave it a margin.

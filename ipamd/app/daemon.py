@@ -150,7 +150,7 @@ class Daemon:
         pod_exists = await asyncio.to_thread(dataplane.recovery_predicate)
         report = recover(ds, checkpoint, views, pod_exists=pod_exists)
         for dropped in report.dropped:
-            log.warning("not restoring %s %s: %s", tuple(dropped.assignment.key), dropped.assignment.address,
+            log.warning("not restoring %s %s: %s", tuple(dropped.allocation.key), dropped.allocation.address,
                         dropped.reason)
         log.info("recovered %d allocation(s) on %d ENI(s); %d dropped", len(report.kept), len(views),
                  len(report.dropped))

@@ -31,11 +31,11 @@ from ipamd.dataplane.netns import netns_problem
 from ipamd.dataplane.pod import PodNetwork
 from ipamd.serve.keylocks import KeyLocks
 from ipamd.state.checkpoint import CheckpointWriteError
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore
 from ipamd.state.hooks import DatastorePoolStatus, InMemoryServerMetrics, PoolStatus, ServerMetrics
 from vpccni.wire.protocol import (
     PROTOCOL_VERSION,
-    Allocation,
+    AllocationResult,
     ErrorKind,
     NoIpReason,
     Op,
@@ -151,7 +151,7 @@ class RequestHandler:
             self.metrics.assign_latency(self._monotonic() - started)
             return Response(ok=True, allocation=alloc)
 
-    async def _roll_back(self, key: AllocationKey, alloc: Allocation, req: Request) -> None:
+    async def _roll_back(self, key: AllocationKey, alloc: AllocationResult, req: Request) -> None:
         try:
             await self._podnet.teardown(alloc, req)
         except Exception as exc:
@@ -244,9 +244,9 @@ class RequestHandler:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _allocation(self, held: Assignment) -> Allocation:
+    def _allocation(self, held: Allocation) -> AllocationResult:
         eni = self._ds.eni(held.eni_id)
-        return Allocation(
+        return AllocationResult(
             ipv4=held.address,
             prefix_len=32,
             gateway=self._settings.gateway,

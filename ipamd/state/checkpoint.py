@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore
 from vpccni import fsutil
 from vpccni.errors import PermanentError, RetryableError
 from vpccni.wire.protocol import PodRef
@@ -55,7 +55,7 @@ class CooldownRecord:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointData:
-    allocations: tuple[Assignment, ...] = ()
+    allocations: tuple[Allocation, ...] = ()
     cooldown: tuple[CooldownRecord, ...] = ()
     format: str = VERSION  # the version the data was read from (AWS_VERSION after a migration)
 
@@ -135,7 +135,7 @@ def _decode_ours(top: _Fields) -> CheckpointData:
     allocations = []
     for f in top.items("allocations"):
         pod = f.sub("pod")
-        allocations.append(Assignment(
+        allocations.append(Allocation(
             key=AllocationKey(f.text("network"), f.text("container_id"), f.text("ifname")),
             address=f.address("address"),
             eni_id=f.text("eni_id", required=False),
@@ -156,7 +156,7 @@ def _decode_aws(top: _Fields) -> CheckpointData:
     allocations = []
     for f in top.items("allocations"):
         meta = f.sub("metadata")
-        allocations.append(Assignment(
+        allocations.append(Allocation(
             key=AllocationKey(f.text("networkName"), f.text("containerID"), f.text("ifName")),
             address=f.address("ipv4"),
             eni_id="",

@@ -45,7 +45,7 @@ class AllocationKey(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class Assignment:
+class Allocation:
     """One address held by one attachment."""
 
     key: AllocationKey
@@ -125,7 +125,7 @@ class InUse(DatastoreError):
 
 
 class AddressUnavailable(DatastoreError):
-    """A restored assignment names an address this node does not hold, or one already taken."""
+    """A restored allocation names an address this node does not hold, or one already taken."""
 
 
 class _Eni:
@@ -160,7 +160,7 @@ def _expand(cidr: str) -> tuple[str, tuple[str, ...], bool]:
 
 
 class Datastore:
-    """ENIs, CIDRs and assignments of one node. Not thread-safe: one asyncio loop owns it."""
+    """ENIs, CIDRs and allocations of one node. Not thread-safe: one asyncio loop owns it."""
 
     def __init__(
         self,
@@ -176,8 +176,8 @@ class Datastore:
         self._enis: dict[str, _Eni] = {}
         self._cidrs: dict[str, _Cidr] = {}
         self._addr_cidr: dict[str, _Cidr] = {}
-        self._by_key: dict[AllocationKey, Assignment] = {}
-        self._by_address: dict[str, Assignment] = {}
+        self._by_key: dict[AllocationKey, Allocation] = {}
+        self._by_address: dict[str, Allocation] = {}
         self._released_at: dict[str, float] = {}  # free addresses that served a pod before
         self._never_used: deque[str] = deque()
         self._released: list[tuple[float, int, str]] = []  # heap; stale entries skipped on pop
@@ -202,9 +202,9 @@ class Datastore:
         self._enis[eni_id] = _Eni(info)
         return info
 
-    def remove_eni(self, eni_id: str, *, force: bool = False) -> list[Assignment]:
+    def remove_eni(self, eni_id: str, *, force: bool = False) -> list[Allocation]:
         """Forget an ENI and its CIDRs. Refuses while an address is assigned or cooling unless ``force``;
-        returns the assignments dropped by force."""
+        returns the allocations dropped by force."""
         eni = self._eni(eni_id)
         return self.remove_cidrs(eni_id, list(eni.cidrs), force=force, _then_drop_eni=True)
 
@@ -234,9 +234,9 @@ class Datastore:
 
     def remove_cidrs(
         self, eni_id: str, cidrs: Iterable[str], *, force: bool = False, _then_drop_eni: bool = False
-    ) -> list[Assignment]:
+    ) -> list[Allocation]:
         """Remove CIDRs from ``eni_id`` (all or nothing). Refuses CIDRs with an address assigned or
-        cooling unless ``force`` (EC2 no longer shows them); returns the assignments dropped by force."""
+        cooling unless ``force`` (EC2 no longer shows them); returns the allocations dropped by force."""
         eni = self._eni(eni_id)
         now = self._clock()
         targets: dict[str, _Cidr] = {}
@@ -248,7 +248,7 @@ class Datastore:
         busy = [c.cidr for c in targets.values() if c.assigned or self._cooling_in(c, now)]
         if busy and not force:
             raise InUse(f"ENI {eni_id}: CIDRs with addresses assigned or cooling: {', '.join(busy)}")
-        dropped: list[Assignment] = []
+        dropped: list[Allocation] = []
         for entry in targets.values():
             for address in entry.addresses:
                 held = self._by_address.pop(address, None)
@@ -265,7 +265,7 @@ class Datastore:
 
     # --- pods ------------------------------------------------------------------------------------
 
-    def assign(self, key: AllocationKey, *, pod: PodRef | None = None, netns: str = "") -> Assignment | None:
+    def assign(self, key: AllocationKey, *, pod: PodRef | None = None, netns: str = "") -> Allocation | None:
         """The address of ``key``, assigning a free one if it has none; None when nothing is free."""
         held = self._by_key.get(key)
         if held is not None:
@@ -274,10 +274,10 @@ class Datastore:
         address = self._take_free(now)
         if address is None:
             return None
-        return self._hold(Assignment(key, address, self._addr_cidr[address].eni.info.eni_id,
+        return self._hold(Allocation(key, address, self._addr_cidr[address].eni.info.eni_id,
                                      pod or PodRef(), netns, now))
 
-    def release(self, key: AllocationKey, *, cooldown: bool = True) -> Assignment | None:
+    def release(self, key: AllocationKey, *, cooldown: bool = True) -> Allocation | None:
         """Free the address of ``key`` (into cooldown unless ``cooldown`` is False, e.g. an ADD rolled
         back before the pod could use it). Unknown key: None."""
         held = self._by_key.pop(key, None)
@@ -294,20 +294,20 @@ class Datastore:
             heapq.heappush(self._released, (released_at, next(self._seq), held.address))
         return held
 
-    def restore(self, assignment: Assignment) -> Assignment:
-        """Re-hold an assignment from the checkpoint. The address must be on an ENI of this node and
+    def restore(self, allocation: Allocation) -> Allocation:
+        """Re-hold an allocation from the checkpoint. The address must be on an ENI of this node and
         free; its ENI is taken from the datastore, not from the record."""
-        entry = self._addr_cidr.get(assignment.address)
+        entry = self._addr_cidr.get(allocation.address)
         if entry is None:
-            raise AddressUnavailable(f"address {assignment.address} is on no ENI of this node")
-        other = self._by_address.get(assignment.address)
+            raise AddressUnavailable(f"address {allocation.address} is on no ENI of this node")
+        other = self._by_address.get(allocation.address)
         if other is not None:
-            raise AddressUnavailable(f"address {assignment.address} is already held by {tuple(other.key)}")
-        if assignment.key in self._by_key:
-            raise AddressUnavailable(f"key {tuple(assignment.key)} already holds "
-                                     f"{self._by_key[assignment.key].address}")
-        self._released_at.pop(assignment.address, None)
-        return self._hold(replace(assignment, eni_id=entry.eni.info.eni_id))
+            raise AddressUnavailable(f"address {allocation.address} is already held by {tuple(other.key)}")
+        if allocation.key in self._by_key:
+            raise AddressUnavailable(f"key {tuple(allocation.key)} already holds "
+                                     f"{self._by_key[allocation.key].address}")
+        self._released_at.pop(allocation.address, None)
+        return self._hold(replace(allocation, eni_id=entry.eni.info.eni_id))
 
     def restore_cooldown(self, address: str, released_at: float) -> bool:
         """Record a release time from the checkpoint for a free address; True if it is still cooling.
@@ -325,13 +325,13 @@ class Datastore:
 
     # --- lookups ---------------------------------------------------------------------------------
 
-    def get(self, key: AllocationKey) -> Assignment | None:
+    def get(self, key: AllocationKey) -> Allocation | None:
         return self._by_key.get(key)
 
-    def by_address(self, address: str) -> Assignment | None:
+    def by_address(self, address: str) -> Allocation | None:
         return self._by_address.get(address)
 
-    def allocations(self) -> list[Assignment]:
+    def allocations(self) -> list[Allocation]:
         return list(self._by_key.values())
 
     def eni_of(self, address: str) -> str | None:
@@ -410,11 +410,11 @@ class Datastore:
             raise UnknownEni(f"ENI {eni_id} is not in the datastore")
         return eni
 
-    def _hold(self, assignment: Assignment) -> Assignment:
-        self._by_key[assignment.key] = assignment
-        self._by_address[assignment.address] = assignment
-        self._addr_cidr[assignment.address].assigned += 1
-        return assignment
+    def _hold(self, allocation: Allocation) -> Allocation:
+        self._by_key[allocation.key] = allocation
+        self._by_address[allocation.address] = allocation
+        self._addr_cidr[allocation.address].assigned += 1
+        return allocation
 
     def _servable(self, address: str) -> bool:
         entry = self._addr_cidr.get(address)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ipamd.state.checkpoint import VERSION, CheckpointData
-from ipamd.state.datastore import AddressUnavailable, Assignment, Datastore, DatastoreError
+from ipamd.state.datastore import AddressUnavailable, Allocation, Datastore, DatastoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +37,13 @@ class EniView:
 
 @dataclass(frozen=True, slots=True)
 class DroppedAllocation:
-    assignment: Assignment
+    allocation: Allocation
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
-    kept: tuple[Assignment, ...]
+    kept: tuple[Allocation, ...]
     dropped: tuple[DroppedAllocation, ...]
     cooldown_restored: int
     cooldown_dropped: int  # expired, or the address is gone or assigned
@@ -54,7 +54,7 @@ class RecoveryReport:
         return bool(self.dropped) or (self.source_format not in (None, VERSION))
 
 
-def _always(_: Assignment) -> bool:
+def _always(_: Allocation) -> bool:
     return True
 
 
@@ -63,7 +63,7 @@ def recover(
     checkpoint: CheckpointData | None,
     enis: Sequence[EniView],
     *,
-    pod_exists: Callable[[Assignment], bool] = _always,
+    pod_exists: Callable[[Allocation], bool] = _always,
 ) -> RecoveryReport:
     """Fill an empty ``datastore`` from ``enis`` (EC2's view) and ``checkpoint``; report what was kept."""
     if datastore.enis() or datastore.allocations():
@@ -75,7 +75,7 @@ def recover(
     if checkpoint is None:
         return RecoveryReport((), (), 0, 0, None)
 
-    kept: list[Assignment] = []
+    kept: list[Allocation] = []
     dropped: list[DroppedAllocation] = []
     for record in sorted(checkpoint.allocations, key=lambda a: a.assigned_at):
         if not pod_exists(record):

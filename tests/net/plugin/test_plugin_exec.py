@@ -26,7 +26,7 @@ from tests.net.plugin.test_plugin_harness import (
     netns,
     short_tmpdir,
 )
-from vpccni.wire.protocol import PROTOCOL_VERSION, Attachment, ErrorKind, NoIpReason, Op, PodRef
+from vpccni.wire.protocol import PROTOCOL_VERSION, CniAttachment, ErrorKind, NoIpReason, Op, PodRef
 
 VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CID = "c0ffee01"
@@ -325,7 +325,7 @@ def test_gc_sends_the_valid_attachments(rig: Rig, keys: tuple[str, ...]) -> None
     assert run.returncode == 0, run.describe()
     [req] = rig.fake.requests
     assert req.op is Op.GC and req.network == "pl7net"
-    assert req.valid_attachments == (Attachment("keep1", "eth0"), Attachment("keep2", "eth0"))
+    assert req.valid_attachments == (CniAttachment("keep1", "eth0"), CniAttachment("keep2", "eth0"))
     assert "ipamd released 2" in run.stderr
 
 

@@ -26,7 +26,7 @@ from tests.net.plugin.test_plugin_harness import (
     short_tmpdir,
 )
 from vpccni.node.conflist import ConflistOptions, build_conflist
-from vpccni.wire.protocol import Attachment, Op, decode_request, release_record_name, spool_dir_for
+from vpccni.wire.protocol import CniAttachment, Op, decode_request, release_record_name, spool_dir_for
 
 LIBCNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")  # what libcni 1.1.2 can parse
 DEBIAN_PLUGINS = Path("/usr/lib/cni")
@@ -197,7 +197,7 @@ def test_gc_and_status_from_the_shipped_conflist_at_its_highest_version(rig: Rig
     gc = exec_plugin(plugin, "GC", gc_config(conflist, [("cid7", "eth0")]), cni_path=str(rig.plugin.parent))
     assert gc.returncode == 0, gc.describe()
     [req] = rig.fake.requests
-    assert req.op is Op.GC and req.valid_attachments == (Attachment("cid7", "eth0"),)
+    assert req.op is Op.GC and req.valid_attachments == (CniAttachment("cid7", "eth0"),)
     status = exec_plugin(plugin, "STATUS", request_config(conflist))
     assert (status.returncode, status.stdout) == (0, ""), status.describe()
     rig.fake.stop()

@@ -20,7 +20,7 @@ from ipamd.state.datastore import Datastore
 from ipamd.state.hooks import InMemoryServerMetrics, PoolStatus
 from ipamd.state.recovery import EniView, recover
 from vpccni.wire.client import call_async
-from vpccni.wire.protocol import Allocation, Op, Request, Response
+from vpccni.wire.protocol import AllocationResult, Op, Request, Response
 
 NETNS = "/proc/self/ns/net"  # a real network namespace every test process has
 
@@ -114,7 +114,7 @@ class RecordingPodNetwork:
     fail_teardown: Exception | None = None
     problems: list[str] = field(default_factory=list)
 
-    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         self.events.append(("setup-start", req.container_id))
         if self.gate is not None:
             await self.gate.wait()
@@ -123,11 +123,11 @@ class RecordingPodNetwork:
             raise self.fail_setup
         return alloc._replace(host_ifname=f"eni{req.container_id[:11]}", container_ifname=req.ifname)
 
-    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
         self.events.append(("teardown", req.container_id))
         if self.fail_teardown is not None:
             raise self.fail_teardown
 
-    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
         self.events.append(("check", req.container_id))
         return list(self.problems)

@@ -11,7 +11,7 @@ from ipamd.state.datastore import AllocationKey
 from tests.unit.serve.server_harness import NETNS, RecordingPodNetwork, add, delete, running_ipamd
 from vpccni.wire.protocol import (
     MAX_LINE_BYTES,
-    Attachment,
+    CniAttachment,
     ErrorKind,
     NoIpReason,
     Op,
@@ -86,7 +86,7 @@ def test_gc_releases_only_invalid_attachments_of_its_network() -> None:
             assert (await ipamd.call(add("keep", ifname="net1"))).ok  # same container, other interface
             assert (await ipamd.call(add("other-net", network="second"))).ok
             gc = Request(op=Op.GC, network="vpccni",
-                         valid_attachments=(Attachment("keep", "eth0"), Attachment("keep", "net1")))
+                         valid_attachments=(CniAttachment("keep", "eth0"), CniAttachment("keep", "net1")))
             resp = await ipamd.call(gc)
             assert resp.ok and resp.released == 2
             left = sorted(tuple(a.key) for a in ipamd.on_disk().allocations)

@@ -17,7 +17,7 @@ from ipamd.state.checkpoint import (
     snapshot_of,
     write_atomic,
 )
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore, DatastoreError
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore, DatastoreError
 from ipamd.state.recovery import EniView, recover
 from vpccni.wire.protocol import PodRef
 
@@ -52,16 +52,16 @@ def test_fresh_node_has_no_checkpoint() -> None:
 def test_keeps_valid_allocations_and_drops_the_rest_with_reasons() -> None:
     ds = Datastore(clock=FakeClock())
     checkpoint = CheckpointData(allocations=(
-        Assignment(key("kept"), "10.0.0.10", "eni-a", PodRef("default", "web-0"), "/run/netns/a", T0 - 50),
-        Assignment(key("moved"), "10.0.0.20", "eni-a", assigned_at=T0 - 40),  # now on eni-b: follows EC2
-        Assignment(key("gone"), "10.0.9.9", "eni-c", assigned_at=T0 - 30),  # EC2 no longer shows it
-        Assignment(key("dead-pod"), "10.0.0.11", "eni-a", assigned_at=T0 - 20),
-        Assignment(key("dup-newer"), "10.0.0.10", "eni-a", assigned_at=T0 - 10),
+        Allocation(key("kept"), "10.0.0.10", "eni-a", PodRef("default", "web-0"), "/run/netns/a", T0 - 50),
+        Allocation(key("moved"), "10.0.0.20", "eni-a", assigned_at=T0 - 40),  # now on eni-b: follows EC2
+        Allocation(key("gone"), "10.0.9.9", "eni-c", assigned_at=T0 - 30),  # EC2 no longer shows it
+        Allocation(key("dead-pod"), "10.0.0.11", "eni-a", assigned_at=T0 - 20),
+        Allocation(key("dup-newer"), "10.0.0.10", "eni-a", assigned_at=T0 - 10),
     ))
     report = recover(ds, checkpoint, ENIS, pod_exists=lambda a: a.key.container_id != "dead-pod")
     assert [a.key.container_id for a in report.kept] == ["kept", "moved"]
     assert ds.get(key("moved")).eni_id == "eni-b"  # type: ignore[union-attr]
-    reasons = {d.assignment.key.container_id: d.reason for d in report.dropped}
+    reasons = {d.allocation.key.container_id: d.reason for d in report.dropped}
     assert reasons.keys() == {"gone", "dead-pod", "dup-newer"}
     assert "on no ENI" in reasons["gone"] and "no longer exists" in reasons["dead-pod"]
     assert "already held by" in reasons["dup-newer"]
