@@ -25,9 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
-from plugin import client
 from plugin.cni import (
-    IO_FAILURE,
     LATEST_VERSION,
     SUPPORTED_VERSIONS,
     CniError,
@@ -43,7 +41,8 @@ from plugin.netconf import NetConf, parse_netconf, require_prev_result_for_check
 from plugin.release import write_release_record
 from plugin.result import render_add_result
 from vpccni.errors import ProtocolError
-from vpccni.wire import wirejson
+from vpccni.wire import client, wirejson
+from vpccni.wire.cnicodes import IO_FAILURE
 from vpccni.wire.protocol import (
     DEFAULT_SOCKET_PATH,
     CniAttachment,

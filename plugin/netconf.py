@@ -8,16 +8,9 @@ verb (1), then each key (7, naming it). Codes come from :mod:`plugin.cni`.
 
 from __future__ import annotations
 
-from plugin.cni import (
-    DECODE_FAILURE,
-    INCOMPATIBLE_VERSION,
-    INVALID_CONFIG,
-    SUPPORTED_VERSIONS,
-    CniError,
-    Invocation,
-    require_verb_allowed,
-)
+from plugin.cni import SUPPORTED_VERSIONS, CniError, Invocation, require_verb_allowed
 from vpccni.wire import wirejson
+from vpccni.wire.cnicodes import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG
 from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, CniAttachment, valid_identifier
 from vpccni.wire.values import Record, record
 

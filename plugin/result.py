@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import _socket  # not `socket`: its import (selectors, enum wrappers) costs the plugin ~2 ms
 
-from plugin.cni import INVALID_CONFIG, CniError, has_ip_version_field, version_key
+from plugin.cni import CniError, has_ip_version_field, version_key
 from vpccni.errors import ProtocolError
+from vpccni.wire.cnicodes import INVALID_CONFIG
 from vpccni.wire.protocol import AllocationResult
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.

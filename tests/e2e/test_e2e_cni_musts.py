@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from plugin.cni import CHECK_FAILED, NO_IP, STATUS_UNAVAILABLE
 from tests.e2e.support import Runtime, host_routing, link_exists, wait_until
 from tests.libcni import gc_config
 from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 from vpccni.testing.cluster_node import request_config
+from vpccni.wire.cnicodes import CHECK_FAILED, NO_IP, STATUS_UNAVAILABLE
 from vpccni.wire.protocol import spool_dir_for
 
 LIBCNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")  # every version libcni 1.1.2 parses

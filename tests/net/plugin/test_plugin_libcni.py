@@ -26,6 +26,7 @@ from tests.net.plugin.test_plugin_harness import (
     short_tmpdir,
 )
 from vpccni.node.conflist import ConflistOptions, build_conflist
+from vpccni.wire.cnicodes import TRY_AGAIN_LATER
 from vpccni.wire.protocol import CniAttachment, Op, decode_request, release_record_name, spool_dir_for
 
 LIBCNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")  # what libcni 1.1.2 can parse
@@ -130,7 +131,7 @@ def test_libcni_1_1_cannot_take_a_1_1_0_conflist(rig: Rig) -> None:
 def test_the_cni_error_reaches_the_runtime_with_its_code(rig: Rig) -> None:
     rig.fake.stop()
     run = rig.libcni(rig.only_us("1.0.0")).add("cid3", rig.pod_netns, args=ARGS)
-    assert run.returncode == 1 and run.json()["code"] == 11, run.describe()
+    assert run.returncode == 1 and run.json()["code"] == TRY_AGAIN_LATER, run.describe()
 
 
 def test_del_through_libcni_with_ipamd_down_spools_the_cached_result(rig: Rig) -> None:
