@@ -32,7 +32,8 @@ SUITE = "bookworm"
 BASE_REF = f"localhost/vpccni-base:{SUITE}"
 BUILDER_REF = f"localhost/vpccni-builder:{SUITE}"
 IMAGE_REPO = "localhost/vpccni"
-WHEELS = REPO / "build" / "image" / "wheels"  # inside the build context: the Containerfile bind-mounts it
+WHEELS = REPO / "build" / "image" / "wheels"  # inside the build context: the Containerfile copies them
+SELF = REPO / "build" / "image" / "self"  # vpccni's own wheel
 APT_TOOLS = ("podman", "crun", "mmdebstrap")
 PACKAGES = {
     BASE_REF: ("python3", "python3-venv", "ca-certificates", "iproute2", "iptables"),
@@ -92,7 +93,7 @@ def base_target(pm: PrivatePodman) -> tuple[str, str, str]:
 
 
 def download_wheels(python: str, glibc: str, machine: str) -> None:
-    """The node lock's wheels for the image's interpreter (hash-checked), and vpccni's own, into WHEELS."""
+    """The node lock's wheels for the image's interpreter (hash-checked) into WHEELS, vpccni's into SELF."""
     major, minor = glibc.split(".")[:2]
     # pip takes explicit platforms literally: list every manylinux the image's glibc can run.
     platforms = [f"--platform=manylinux_{major}_{n}_{machine}" for n in range(int(minor), 4, -1)]
@@ -103,11 +104,13 @@ def download_wheels(python: str, glibc: str, machine: str) -> None:
                     "-r", str(REPO / "requirements" / "node.txt"), "--dest", str(WHEELS),
                     f"--python-version={python}", "--implementation=cp", f"--abi={abi}", *platforms],
                    check=True)
-    own = WHEELS / "self"
-    shutil.rmtree(own, ignore_errors=True)
+    shutil.rmtree(SELF, ignore_errors=True)
     # Captured: setuptools prints deprecation banners on every build; shown only if the build fails.
-    done = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(own),
-                           str(REPO)], capture_output=True, text=True)
+    # A fixed SOURCE_DATE_EPOCH: the wheel's bytes then depend on its content only, so an unchanged source
+    # gives an unchanged wheel and the build reuses its cached layers (COPY is keyed on content).
+    done = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(SELF),
+                           str(REPO)], capture_output=True, text=True,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
     if done.returncode != 0:
         raise SystemExit(f"build_image: building vpccni's wheel failed:\n{done.stdout}{done.stderr}")
 
