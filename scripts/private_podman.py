@@ -15,7 +15,8 @@ So every podman command here runs
   hybrid layout is unmounted -- for that command only.
 
 Images and layers persist under ``root`` (default ``/var/tmp/vpccni-podman``, or VPCCNI_PODMAN_ROOT), so a
-second ``make image`` and the tests reuse the base root filesystem and the built image. The configuration
+second ``make image`` and the tests reuse the base root filesystem and the built image (storage driver
+overlay, or VPCCNI_PODMAN_DRIVER=vfs where overlay cannot work). The configuration
 files are written to a temporary directory per session and removed after it; a lock on ``root`` serialises
 sessions (a test run and a ``make image`` at the same time).
 """
@@ -32,6 +33,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_ROOT = Path(os.environ.get("VPCCNI_PODMAN_ROOT", "/var/tmp/vpccni-podman"))
+# overlay needs a file system that can hold an upper directory (ext4, xfs); vfs works anywhere, copying.
+DRIVER = os.environ.get("VPCCNI_PODMAN_DRIVER", "overlay")
 # The hard nofile limit here is 20000: podman's default of 1048576 makes crun's setrlimit fail (EPERM).
 ULIMITS = ('"nofile=20000:20000"', '"nproc=4096:4096"')
 
@@ -124,7 +127,7 @@ image_copy_tmp_dir = "{root}/scratch"
 network_config_dir = "{root}/network"
 """)
     (config / "storage.conf").write_text(f"""[storage]
-driver = "overlay"
+driver = "{DRIVER}"
 graphroot = "{root}/storage"
 runroot = "{root}/run"
 """)

@@ -87,6 +87,15 @@ def test_version_runs_with_nothing_but_the_payload(podman: PrivatePodman, rootfs
     assert done.stderr == b""
 
 
+def test_the_hosts_environment_cannot_redirect_the_payload(podman: PrivatePodman, rootfs: Path) -> None:
+    # The runtime passes its own environment through: none of it may point the loader or Python elsewhere.
+    hostile = {"PYTHONHOME": "/nowhere", "PYTHONPATH": "/nowhere", "PYTHONSTARTUP": "/nowhere",
+               "LD_LIBRARY_PATH": "/nowhere", "LANG": "de_DE.ISO-8859-1", "LC_ALL": "xx_YY.UTF-8"}
+    done = plugin(podman, rootfs, {"CNI_COMMAND": "VERSION", **hostile})
+    assert done.returncode == 0 and done.stderr == b"", done.stdout + done.stderr
+    assert "1.1.0" in json.loads(done.stdout)["supportedVersions"]
+
+
 def test_a_malformed_add_prints_a_cni_decode_error(podman: PrivatePodman, rootfs: Path) -> None:
     done = plugin(podman, rootfs, cni_env("ADD"), b'{"cniVersion": "1.0.0", ')
     assert done.returncode == 1, done.stderr
