@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,6 +51,14 @@ def test_a_build_is_reproducible_and_runs_from_where_it_lands(launcher: Path, tm
     assert not {"_hashlib", "_ssl", "ssl"} & set(manifest["stdlib_modules"])
     (tmp_path / "a").rename(tmp_path / "moved")  # nothing in it names where it was built
     assert "supportedVersions" in payload.check(str(tmp_path / "moved"))
+
+
+def test_the_launcher_source_spells_the_builders_layout() -> None:
+    source = (REPO / "vpccni" / "node" / "launcher.c").read_text()
+    flags = re.search(r"python_flags\[\] = \{(.*?)\};", source)
+    assert flags is not None and tuple(re.findall(r'"([^"]*)"', flags[1])) == payload.PYTHON_FLAGS
+    for path in (f"{payload.TREES}/{payload.CURRENT}", payload.LOADER, payload.INTERPRETER, payload.ENTRY):
+        assert f'"{path}"' in source, path
 
 
 def test_a_dynamically_linked_launcher_is_refused(tmp_path: Path) -> None:

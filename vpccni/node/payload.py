@@ -54,16 +54,17 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vpccni.node.imports import FIRST_PARTY, LAZY_STDLIB, STARTUP, Finder, Module, ModuleSet, module_set
+from vpccni.node.imports import FIRST_PARTY, LAZY_STDLIB, STARTUP, Finder, ModuleSet, module_set
 
+# launcher.c spells the same names and flags (a node test checks they agree).
 TREES = "vpccni.d"
 CURRENT = "current"
 LAUNCHER = "vpccni"
 ENTRY = "entry.py"
-INTERPRETER = "bin/python"  # the names launcher.c runs
+INTERPRETER = "bin/python"
 LOADER = "lib/ld.so"
+PYTHON_FLAGS = ("-I", "-S", "-B", "-X", "utf8")
 MANIFEST = "payload.json"
-PYTHON_FLAGS = ("-I", "-S", "-B", "-X", "utf8")  # what launcher.c passes; here for the --check run
 _PT_INTERP = 3
 _LIST_LINE = re.compile(r"^\s*(?:(\S+) => )?(\S+) \(0x[0-9a-f]+\)$")
 _ENTRY_TEXT = '''"""vpccni CNI plugin entry, run by the launcher with this tree's interpreter; generated."""
@@ -305,6 +306,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["Module", "Payload", "PayloadError", "build", "check", "elf_interpreter", "shared_libraries"]
