@@ -141,6 +141,32 @@ def test_del_with_ipamd_down_falls_back_in_the_container_netns(podman: PrivatePo
     assert "ERROR" not in log and "could not remove host routing" not in log, log
 
 
+@pytest.mark.parametrize("name", ["portmap", "bandwidth", "tuning", "loopback"])
+def test_a_link_named_after_a_chained_plugin_runs_that_plugin(
+    podman: PrivatePodman, rootfs: Path, name: str
+) -> None:
+    link = rootfs / BIN.lstrip("/") / name
+    link.symlink_to("vpccni")  # as init may install it; the launcher goes by the name it was run by
+    try:
+        done = run_scratch(podman, rootfs, [f"{BIN}/{name}"], {"CNI_COMMAND": "VERSION"})
+    finally:
+        link.unlink()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1.0.0" in json.loads(done.stdout)["supportedVersions"]
+
+
+def test_a_name_the_payload_does_not_carry_is_a_cni_error(podman: PrivatePodman, rootfs: Path) -> None:
+    link = rootfs / BIN.lstrip("/") / "bridge"
+    link.symlink_to("vpccni")
+    try:
+        done = run_scratch(podman, rootfs, [f"{BIN}/bridge"], {"CNI_COMMAND": "VERSION"})
+    finally:
+        link.unlink()
+    assert done.returncode == 1
+    error = json.loads(done.stdout)
+    assert (error["code"], error["msg"]) == (999, "vpccni launcher: the payload has no plugin of this name")
+
+
 def test_a_launcher_without_its_tree_prints_a_cni_error(podman: PrivatePodman, rootfs: Path) -> None:
     lone = rootfs / "lone"
     lone.mkdir()

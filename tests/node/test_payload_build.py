@@ -59,7 +59,8 @@ def test_the_launcher_source_spells_the_builders_layout() -> None:
     source = (REPO / "vpccni" / "node" / "launcher.c").read_text()
     flags = re.search(r"python_flags\[\] = \{(.*?)\};", source)
     assert flags is not None and tuple(re.findall(r'"([^"]*)"', flags[1])) == payload.PYTHON_FLAGS
-    for path in (f"{payload.TREES}/{payload.CURRENT}", payload.LOADER, payload.INTERPRETER, payload.ENTRY):
+    for path in (f"{payload.TREES}/{payload.CURRENT}", payload.LOADER, payload.INTERPRETER, payload.ENTRY,
+                 f"{payload.CHAINED}/"):
         assert f'"{path}"' in source, path
 
 

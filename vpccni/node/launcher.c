@@ -13,6 +13,10 @@
  * the symlink meanwhile cannot mix two trees in one run. The environment and stdin/stdout pass through
  * unchanged (the plugin reads CNI_* and the network configuration). If the payload cannot be started, a
  * CNI error (code 999) goes to stdout, where the runtime reads it, and the reason to stderr.
+ *
+ * Invoked by another name (a copy or symbolic link of this file called portmap, say) it runs the reference
+ * plugin <tree>/cni/<name> instead, through the same loader and libraries: those are dynamically linked
+ * against glibc too, and the host need not have one.
  */
 #include <errno.h>
 #include <limits.h>
@@ -54,9 +58,16 @@ static int join(char *out, const char *dir, const char *rest) {
     return n > 0 && n < PATH_MAX ? 0 : -1;
 }
 
+/* The name we were invoked by: argv[0]'s last component (a symlink's own name), else our file's. */
+static const char *invoked_as(int argc, char **argv, const char *self) {
+    const char *path = argc > 0 && argv[0][0] ? argv[0] : self;
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 int main(int argc, char **argv) {
-    char self[PATH_MAX], link[PATH_MAX], name[NAME_MAX + 1], tree[PATH_MAX];
-    char loader[PATH_MAX], libs[PATH_MAX], python[PATH_MAX], entry[PATH_MAX];
+    char self[PATH_MAX], link[PATH_MAX], name[NAME_MAX + 1], tree[PATH_MAX], program[PATH_MAX];
+    char loader[PATH_MAX], libs[PATH_MAX], python[PATH_MAX], entry[PATH_MAX], cni[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
         self[n] = '\0';
@@ -67,6 +78,8 @@ int main(int argc, char **argv) {
     }
     char *slash = strrchr(self, '/');
     if (!slash) return fail("cannot tell where the launcher is", self, ENOENT);
+    if (snprintf(program, sizeof program, "%s", invoked_as(argc, argv, slash + 1)) >= (int)sizeof program)
+        return fail("path too long", argv[0], ENAMETOOLONG);
     *slash = '\0';
     if (join(link, self, "vpccni.d/current")) return fail("path too long", self, ENAMETOOLONG);
     n = readlink(link, name, sizeof name - 1);
@@ -77,8 +90,10 @@ int main(int argc, char **argv) {
         return fail("vpccni.d/current must name a directory beside it", link, EINVAL);
     if (snprintf(tree, sizeof tree, "%s/vpccni.d/%s", self, name) >= (int)sizeof tree ||
         join(loader, tree, "lib/ld.so") || join(libs, tree, "lib") || join(python, tree, "bin/python") ||
-        join(entry, tree, "entry.py"))
+        join(entry, tree, "entry.py") || join(cni, tree, "cni/") ||
+        strlen(cni) + strlen(program) >= sizeof cni)
         return fail("path too long", self, ENAMETOOLONG);
+    strcat(cni, program);
     if (argc > MAX_ARGS) return fail("too many arguments", argv[0], E2BIG);
 
     char *args[5 + N_FLAGS + MAX_ARGS + 1];
@@ -86,9 +101,15 @@ int main(int argc, char **argv) {
     args[i++] = loader;
     args[i++] = "--library-path";
     args[i++] = libs;
-    args[i++] = python;
-    for (size_t f = 0; f < N_FLAGS; f++) args[i++] = (char *)python_flags[f];
-    args[i++] = entry;
+    if (strcmp(program, "vpccni") == 0) {
+        args[i++] = python;
+        for (size_t f = 0; f < N_FLAGS; f++) args[i++] = (char *)python_flags[f];
+        args[i++] = entry;
+    } else if (access(cni, X_OK) == 0) {
+        args[i++] = cni;
+    } else {
+        return fail("the payload has no plugin of this name", cni, errno);
+    }
     for (int a = 1; a < argc; a++) args[i++] = argv[a];
     args[i] = NULL;
     execve(loader, args, environ);

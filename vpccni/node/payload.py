@@ -13,6 +13,7 @@ the host: wherever the directory is copied (HOST_CNI_BIN_PATH), it runs from the
     vpccni.d/<tree>/lib/python3.11/...    the standard-library modules the plugin imports, compiled
     vpccni.d/<tree>/lib/python3.11/lib-dynload/...            their extension modules
     vpccni.d/<tree>/app/{plugin,vpccni}/  the plugin's own modules: sources and unchecked-hash pyc
+    vpccni.d/<tree>/cni/portmap ...       the reference plugins we chain (--chain), run by the same loader
     vpccni.d/<tree>/entry.py              puts app/ on sys.path and runs plugin.main
     vpccni.d/<tree>/payload.json          what is in the tree, for people and for init
 
@@ -30,6 +31,10 @@ bytecode into the host's bin dir; ``-X utf8`` makes the file system and standard
 the host's locale, so UTF-8 is the only codec shipped. The standard library is sourceless ``.pyc`` (half
 the size, one file per module); the plugin's own modules keep their sources so a traceback in the
 plugin's log shows lines.
+
+The reference plugins (Debian's portmap, bandwidth ...) are dynamically linked against glibc as well, so
+they come into the tree too, with their libraries: the launcher, copied or linked under such a plugin's
+name, runs ``<tree>/lib/ld.so --library-path <tree>/lib <tree>/cni/<name>``.
 
 Run inside the image build with the image's interpreter: ``python -m vpccni.node.payload --out DIR
 --launcher FILE --check``. Standard library only.
@@ -63,6 +68,7 @@ LAUNCHER = "vpccni"
 ENTRY = "entry.py"
 INTERPRETER = "bin/python"
 LOADER = "lib/ld.so"
+CHAINED = "cni"
 PYTHON_FLAGS = ("-I", "-S", "-B", "-X", "utf8")
 MANIFEST = "payload.json"
 _PT_INTERP = 3
@@ -160,10 +166,13 @@ def _compile(src: str, dest: str, display: str) -> None:
     os.chmod(dest, 0o644)
 
 
-def _fill(tree: str, modules: ModuleSet, python: str, libraries: dict[str, str], loader: str) -> None:
+def _fill(tree: str, modules: ModuleSet, python: str, libraries: dict[str, str], loader: str,
+          chained: list[str]) -> None:
     stdlib = os.path.join(sys.platlibdir, f"python{sys.version_info[0]}.{sys.version_info[1]}")
     _copy(python, os.path.join(tree, INTERPRETER), 0o755)
     _copy(loader, os.path.join(tree, LOADER), 0o755)
+    for plugin in chained:
+        _copy(plugin, os.path.join(tree, CHAINED, os.path.basename(plugin)), 0o755)
     for name, path in libraries.items():
         _copy(path, os.path.join(tree, "lib", name), 0o644)
     os.makedirs(os.path.join(tree, stdlib, "lib-dynload"), mode=0o755, exist_ok=True)  # exec-prefix landmark
@@ -217,28 +226,41 @@ def _replace_symlink(target: str, link: str) -> None:
     os.replace(temp, link)
 
 
-def build(out: str, launcher: str, app_root: str) -> Payload:
-    """Assemble the payload for this interpreter into ``out`` (created if missing); return what was built."""
+def _check_chained(chained: list[str], loader: str) -> None:
+    for plugin in chained:
+        name = os.path.basename(plugin)
+        if name == LAUNCHER or not os.path.isfile(plugin):
+            raise PayloadError(f"--chain {plugin}: not a plugin file (or named {LAUNCHER}, which is ours)")
+        # A static plugin needs no loader (install it as it is); one for another loader cannot use ours.
+        if elf_interpreter(plugin) != loader:
+            raise PayloadError(f"--chain {plugin}: not linked against this interpreter's loader {loader}")
+
+
+def build(out: str, launcher: str, app_root: str, chained: Iterable[str] = ()) -> Payload:
+    """Assemble the payload for this interpreter into ``out`` (created if missing), with the reference
+    plugins ``chained``; return what was built."""
     if elf_interpreter(launcher) is not None:
         raise PayloadError(f"the launcher {launcher} is dynamically linked: it must run with no loader")
     python = os.path.realpath(sys.executable)
     loader = elf_interpreter(python)
     if loader is None:
         raise PayloadError(f"{python} is statically linked: nothing here knows how to ship that")
+    plugins = sorted(chained)
+    _check_chained(plugins, loader)
     for top in FIRST_PARTY:
         if not os.path.isfile(os.path.join(app_root, top, "__init__.py")):
             raise PayloadError(f"{app_root} holds no {top} package")
     modules = module_set(Finder(app_root, stdlib_dirs()), plugin_seeds(app_root))
     extensions = [m.path for m in modules.modules if m.is_extension and m.path]
-    libraries = shared_libraries(loader, [python, *extensions])
+    libraries = shared_libraries(loader, [python, *extensions, *plugins])
     base = os.path.join(out, TREES)
     os.makedirs(base, mode=0o755, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tmp-", dir=base)
     try:
         os.chmod(staging, 0o755)
-        _fill(staging, modules, python, libraries, os.path.realpath(loader))
+        _fill(staging, modules, python, libraries, os.path.realpath(loader), plugins)
         tree = tree_digest(staging)
-        _write_manifest(staging, tree, modules, libraries)
+        _write_manifest(staging, tree, modules, libraries, plugins)
         final = os.path.join(base, tree)
         if os.path.lexists(final):
             shutil.rmtree(final)
@@ -252,9 +274,11 @@ def build(out: str, launcher: str, app_root: str) -> Payload:
     return Payload(out, tree, files + 1, size + os.path.getsize(os.path.join(out, LAUNCHER)))
 
 
-def _write_manifest(tree: str, digest: str, modules: ModuleSet, libraries: dict[str, str]) -> None:
+def _write_manifest(tree: str, digest: str, modules: ModuleSet, libraries: dict[str, str],
+                    chained: list[str]) -> None:
     manifest = {
         "tree": digest,
+        "chained": [os.path.basename(p) for p in chained],
         "python": ".".join(map(str, sys.version_info[:3])),
         "flags": list(PYTHON_FLAGS),
         "libraries": sorted(libraries),
@@ -291,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", required=True, help="the static launcher built from launcher.c")
     parser.add_argument("--app-root", default=os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), help="directory holding the plugin and vpccni packages")
+    parser.add_argument("--chain", action="append", default=[], metavar="PLUGIN",
+                        help="a reference plugin to carry (repeat); the launcher runs it under its name")
     parser.add_argument("--check", action="store_true", help="run the payload's VERSION once built")
     args = parser.parse_args(argv)
     try:
-        payload = build(args.out, args.launcher, args.app_root)
+        payload = build(args.out, args.launcher, args.app_root, args.chain)
         answer = check(payload.directory) if args.check else ""
     except (PayloadError, LookupError, OSError) as exc:
         print(f"payload: {exc}", file=sys.stderr)
