@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
     char self[PATH_MAX], link[PATH_MAX], name[NAME_MAX + 1], tree[PATH_MAX], program[PATH_MAX];
     char loader[PATH_MAX], libs[PATH_MAX], python[PATH_MAX], entry[PATH_MAX], cni[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n == (ssize_t)sizeof self - 1) return fail("path too long", "/proc/self/exe", ENAMETOOLONG);
     if (n > 0) {
         self[n] = '\0';
     } else if (argc > 0 && strchr(argv[0], '/') && strlen(argv[0]) < sizeof self) {
@@ -80,6 +81,8 @@ int main(int argc, char **argv) {
     if (!slash) return fail("cannot tell where the launcher is", self, ENOENT);
     if (snprintf(program, sizeof program, "%s", invoked_as(argc, argv, slash + 1)) >= (int)sizeof program)
         return fail("path too long", argv[0], ENAMETOOLONG);
+    if (!program[0] || !strcmp(program, ".") || !strcmp(program, ".."))
+        return fail("cannot tell which plugin to run", argv[0], EINVAL);
     *slash = '\0';
     if (join(link, self, "vpccni.d/current")) return fail("path too long", self, ENAMETOOLONG);
     n = readlink(link, name, sizeof name - 1);
