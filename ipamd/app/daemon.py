@@ -87,7 +87,6 @@ class Daemon:
         self.metrics = Metrics()
         self.feed = MetricsFeed(self.metrics)
         self.wakeup = Wakeup(settings.pool_loop_period, POKE_MIN_GAP_S)
-        self.feed.poke = self.wakeup.poke
         self.endpoints: list[HttpEndpoint] = []
         self.server: IpamServer | None = None
         self.committer: GroupCommitter | None = None
@@ -163,7 +162,8 @@ class Daemon:
         self.handler = RequestHandler(
             ds, CrashingCommitter(self.committer, self.crash),
             CrashingPodNetwork(podnet, self.crash),
-            pool_status=status, metrics=self.feed, settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
+            pool_status=status, demand=self.wakeup, metrics=self.feed,
+            settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
         self.server = IpamServer(self.handler, ServerSettings(socket_path=s.socket_path))
         await self.server.start()
         if report.needs_commit:

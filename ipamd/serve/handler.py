@@ -32,7 +32,14 @@ from ipamd.dataplane.pod import PodNetwork
 from ipamd.serve.keylocks import KeyLocks
 from ipamd.state.checkpoint import CheckpointWriteError
 from ipamd.state.datastore import Allocation, AllocationKey, Datastore
-from ipamd.state.hooks import DatastorePoolStatus, InMemoryServerMetrics, PoolStatus, ServerMetrics
+from ipamd.state.hooks import (
+    DatastorePoolStatus,
+    InMemoryServerMetrics,
+    NoDemandSignal,
+    PoolDemand,
+    PoolStatus,
+    ServerMetrics,
+)
 from vpccni.wire.protocol import (
     PROTOCOL_VERSION,
     AllocationResult,
@@ -69,6 +76,7 @@ class RequestHandler:
         podnet: PodNetwork,
         *,
         pool_status: PoolStatus | None = None,
+        demand: PoolDemand | None = None,
         metrics: ServerMetrics | None = None,
         settings: HandlerSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -77,6 +85,7 @@ class RequestHandler:
         self._committer = committer
         self._podnet = podnet
         self._pool_status = pool_status or DatastorePoolStatus(datastore)
+        self._demand: PoolDemand = demand or NoDemandSignal()
         self.metrics: ServerMetrics = metrics or InMemoryServerMetrics()
         self._settings = settings or HandlerSettings()
         self._monotonic = monotonic
@@ -106,6 +115,7 @@ class RequestHandler:
             response = await self._add(req, received_at)
             error = response.error
             self.metrics.add_request("ok" if error is None else str(error.kind))
+            self._demand.poke()  # an address was taken, or none was there: the pool looks again now
             return response
         if req.op is Op.DEL:
             return await self._del(req, received_at)
@@ -185,6 +195,7 @@ class RequestHandler:
                     return Response.failure(ErrorKind.INTERNAL, f"release of {held.address} not durable: "
                                             f"{exc}")
             self.metrics.del_request(req.reason or "PodDeleted")
+            self._demand.poke()
             return OK
 
     async def _check(self, req: Request) -> Response:

@@ -17,7 +17,7 @@ from ipamd.serve.handler import RequestHandler
 from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import CheckpointData, GroupCommitter, load_checkpoint, snapshot_of
 from ipamd.state.datastore import Datastore
-from ipamd.state.hooks import InMemoryServerMetrics, PoolStatus
+from ipamd.state.hooks import InMemoryServerMetrics, PoolDemand, PoolStatus
 from ipamd.state.recovery import EniView, recover
 from vpccni.wire.client import call_async
 from vpccni.wire.protocol import AllocationResult, Op, Request, Response
@@ -61,6 +61,7 @@ async def running_ipamd(
     cooldown_s: float = 0.0,
     podnet: PodNetwork | None = None,
     pool_status: PoolStatus | None = None,
+    demand: PoolDemand | None = None,
     ready: bool = True,
 ) -> AsyncIterator[Ipamd]:
     workdir = tempfile.mkdtemp(prefix="vpccni-srv-")  # short: a socket path must fit in 108 bytes
@@ -72,7 +73,8 @@ async def running_ipamd(
         committer = GroupCommitter(state_path, lambda: snapshot_of(datastore, time.time()), time.time)
         metrics = InMemoryServerMetrics()
         handler = RequestHandler(
-            datastore, committer, podnet or NullPodNetwork(), metrics=metrics, pool_status=pool_status
+            datastore, committer, podnet or NullPodNetwork(), metrics=metrics, pool_status=pool_status,
+            demand=demand,
         )
         server = IpamServer(handler, ServerSettings(socket_path=socket_path, shutdown_grace_s=2.0))
         await server.start()

@@ -217,3 +217,31 @@ def test_teardown_failure_keeps_the_address_and_fails_the_del() -> None:
             assert (await ipamd.call(delete("c1"))).ok
             assert ipamd.on_disk().allocations == ()
     run(main())
+
+
+class CountingDemand:
+    """The pool loop's wake-up as the handler sees it: counts the pokes."""
+
+    def __init__(self) -> None:
+        self.pokes = 0
+
+    def poke(self) -> None:
+        self.pokes += 1
+
+
+def test_the_handler_wakes_the_pool_when_demand_changes() -> None:
+    """An ADD that takes an address, one that finds none and a DEL that gives one back each wake the pool
+    loop at once (the handler signals it; the metrics adapter only observes)."""
+
+    async def main() -> None:
+        demand = CountingDemand()
+        async with running_ipamd(addresses=1, demand=demand) as ipamd:
+            assert (await ipamd.call(add("c1"))).ok
+            assert demand.pokes == 1
+            assert not (await ipamd.call(add("c2"))).ok  # the only address is taken
+            assert demand.pokes == 2
+            assert (await ipamd.call(delete("c1"))).ok
+            assert demand.pokes == 3
+            await ipamd.call(Request(op=Op.STATUS))
+            assert demand.pokes == 3  # a STATUS changes no demand
+    run(main())
