@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from ipamd.dataplane.pod import NullPodNetwork, PodNetwork
 from ipamd.reconcile.context import ReconcilerHooks
-from ipamd.serve.handler import Committer
+from ipamd.state.checkpoint import Committer
 from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Allocation, Datastore
 from vpccni.cloud.base import NetworkInterface

@@ -25,12 +25,11 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from ipamd.dataplane.netns import netns_problem
 from ipamd.dataplane.pod import PodNetwork
 from ipamd.serve.keylocks import KeyLocks
-from ipamd.state.checkpoint import CheckpointWriteError
+from ipamd.state.checkpoint import CheckpointWriteError, Committer
 from ipamd.state.datastore import Allocation, AllocationKey, Datastore
 from ipamd.state.hooks import (
     DatastorePoolStatus,
@@ -54,12 +53,6 @@ from vpccni.wire.protocol import (
 log = logging.getLogger(__name__)
 
 OK = Response(ok=True)
-
-
-class Committer(Protocol):
-    async def commit(self) -> None:
-        """Return once every datastore change made before the call is durable."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ipamd.state.datastore import Allocation, AllocationKey, Datastore
 from vpccni import fsutil
@@ -215,6 +215,14 @@ def snapshot_of(datastore: Datastore, now: float) -> CheckpointData:
     for address, released_at in datastore.cooling(now):
         cooldown.append(CooldownRecord(address, released_at, datastore.eni_of(address) or ""))
     return CheckpointData(tuple(datastore.allocations()), tuple(cooldown))
+
+
+class Committer(Protocol):
+    """Makes the datastore durable: what the handler and the reconciler wait on after a change."""
+
+    async def commit(self) -> None:
+        """Return once every datastore change made before the call is durable."""
+        ...
 
 
 class GroupCommitter:
