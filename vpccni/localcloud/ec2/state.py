@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vpccni.config.limits import known_instance_types, lookup, require
+from vpccni.config.limits import InstanceLimits, known_instance_types, lookup, require
 from vpccni.errors import CloudNotFound
 from vpccni.localcloud.ec2.addressing import SubnetSpace
 from vpccni.localcloud.ec2.query import Ec2ApiError
@@ -50,16 +50,30 @@ class InstanceTypeLimits:
     ipv4_per_eni: int  # IPv4 addresses per ENI (primary included; a /28 takes one slot)
 
 
+@functools.cache
+def _instance_types() -> dict[str, Any]:
+    """moto's DescribeInstanceTypes items (what the local EC2 answers DescribeInstanceTypes from)."""
+    from moto.ec2.models.instance_types import INSTANCE_TYPES
+
+    return dict(INSTANCE_TYPES)
+
+
 def limits_for(instance_type: str) -> InstanceTypeLimits | None:
     """The type's limits from vpccni's bundled table (:mod:`vpccni.config.limits`); None for an unknown type.
 
     The same table ``vpccni max-pods`` and ipamd read, so the local cloud enforces aws's numbers where
     moto's raw DescribeInstanceTypes data differs (i7ie.48xlarge: 15 ENIs on one card, not 8 on each of
-    two) and knows the types moto no longer lists (g4ad, p3, u-*tb1.metal ...). Only card 0 is
-    emulated, so its ENI limit is the attach limit.
+    two) and knows the types moto no longer lists (g4ad, p3, u-*tb1.metal ...). A type only the local
+    DescribeInstanceTypes knows (a test's "future" type, added there) is parsed as ipamd's runtime
+    fallback parses it. Only card 0 is emulated, so its ENI limit is the attach limit.
     """
     limits = lookup(instance_type)
-    return None if limits is None else InstanceTypeLimits(limits.max_enis, limits.ipv4_per_eni)
+    if limits is None:
+        item = _instance_types().get(instance_type)
+        if item is None:
+            return None
+        limits = InstanceLimits.from_describe(item)
+    return InstanceTypeLimits(limits.max_enis, limits.ipv4_per_eni)
 
 
 @functools.cache
