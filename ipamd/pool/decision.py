@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ipamd.pool.grow import BLOCKED_ENI_LIMIT, BLOCKED_MAX_PODS, GrowthPlan, max_pods_headroom, plan_growth
-from ipamd.pool.shrink import deletable_eni, eni_is_idle, plan_release
+from ipamd.pool.shrink import deletable_eni, eni_is_idle, excluded_release, idle_excluded_eni, plan_release
 from ipamd.pool.stats import (
     ADDRESSES_PER_PREFIX,
     PoolStats,
@@ -210,8 +210,13 @@ def decide(
         if plan.blocked:
             notes.append(f"cannot grow: {plan.blocked} ({len(state.enis)}/{capacity.max_enis} ENIs, "
                          f"{stats.total}/{capacity.max_pods} max pods)")
+        # An ENI serving no pods may hold the very slot growth needs: free it when nothing grows now.
+        spare = None if plan.assign or plan.new_eni else idle_excluded_eni(state, timers)
+        if spare is not None:
+            notes.append(f"{spare.eni_id} serves no pods (excluded) and is idle: freeing it")
         return Decision(
-            assign=plan.assign, new_eni=plan.new_eni, short=short, blocked=plan.blocked, notes=tuple(notes)
+            assign=plan.assign, new_eni=plan.new_eni, short=short, blocked=plan.blocked, notes=tuple(notes),
+            free_eni=spare.eni_id if spare is not None else None,
         )
 
     notes = []
@@ -234,6 +239,12 @@ def decide(
             )
     if victim is not None:
         notes.append(f"{mode}: {victim.eni_id} is idle and not needed for the targets")
+    else:  # ENIs serving no pods (excluded subnet): freed when idle, their free CIDRs given back
+        victim = idle_excluded_eni(state, timers)
+        if victim is not None:
+            notes.append(f"{victim.eni_id} serves no pods (excluded) and is idle: freeing it")
+    if state.seconds_since_last_decrease >= timers.decrease_interval_s:
+        release += excluded_release(state, keep_out=victim)
     return Decision(
         release=release,
         free_eni=victim.eni_id if victim is not None else None,

@@ -109,7 +109,7 @@ class Reconciler:
         self.timers = pool_timers(settings)
         self._node_capacity_pods: int | None = None
         self.capacity = self._capacity()
-        self.peak = PeakWindow(settings.scale_down_window)
+        self.peak = PeakWindow(settings.effective_scale_down_window)
         self.last_decision: Decision | None = None
         self.last_decision_at: float | None = None  # wall-clock
         self.last_decision_basis: PoolStats | None = None  # the counts the decision was made on

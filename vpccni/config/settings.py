@@ -270,11 +270,23 @@ class Settings:
     scale_down_window: float = _env("VPCCNI_SCALE_DOWN_WINDOW", 600.0, p.seconds(), (
         "Shrinking acts on the most addresses in use during this window, not the current count, so a dip "
         "between two peaks frees nothing (Kubernetes HPA's scale-down stabilization). Unit: seconds. "
-        "Default 600; 0 = act on the current count, as aws-node."))
+        "Default 600; 0 = act on the current count, as aws-node does (aws-node's whole shrink: "
+        "VPCCNI_SHRINK=aws, which makes this 0)."))
+    shrink: str = _env("VPCCNI_SHRINK", "vpccni", p.one_of("vpccni", "aws"), (
+        "How the pool gives addresses and ENIs back. vpccni: on the peak of VPCCNI_SCALE_DOWN_WINDOW, and "
+        "WARM_ENI_TARGET mode frees an ENI only with half an ENI of free addresses more than aws-node "
+        "asks (no create/delete per swing of a pod count at aws's edge). aws: aws-node's exact shrink: the "
+        "current count (window 0) and an ENI freed at available >= (WARM_ENI_TARGET + 1) x addresses "
+        "per ENI. Unit: a word. Default vpccni."))
 
     #: Which fields the environment set, and through which variable (field name -> variable).
     env_supplied: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False)
+
+    @property
+    def effective_scale_down_window(self) -> float:
+        """The window shrinking looks back over: VPCCNI_SCALE_DOWN_WINDOW, 0 under VPCCNI_SHRINK=aws."""
+        return 0.0 if self.shrink == "aws" else self.scale_down_window
 
     @property
     def effective_pod_mtu(self) -> int:
@@ -314,7 +326,9 @@ class Settings:
         rows = []
         for f in _declared_fields():
             variable = self.env_supplied.get(f.name)
-            value = self.effective_pod_mtu if f.name == "pod_mtu" else getattr(self, f.name)
+            effective = {"pod_mtu": self.effective_pod_mtu,
+                         "scale_down_window": self.effective_scale_down_window}
+            value = effective[f.name] if f.name in effective else getattr(self, f.name)
             rows.append(SettingRow(
                 variable=variable or f.metadata["env"],
                 value=render(value, hexadecimal=f.name == "connmark"),
@@ -381,6 +395,12 @@ def _cross_field_problems(s: Settings, env: Mapping[str, str]) -> list[tuple[Con
             ConfigProblem("ENABLE_PREFIX_DELEGATION", env.get("ENABLE_PREFIX_DELEGATION", ""),
                           "false, or one of WARM_PREFIX_TARGET, WARM_IP_TARGET, MINIMUM_IP_TARGET > 0"),
             {"ENABLE_PREFIX_DELEGATION", "WARM_PREFIX_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET"}))
+    if s.shrink == "aws" and s.scale_down_window != 0 and env.get("VPCCNI_SCALE_DOWN_WINDOW"):
+        # aws-node's shrink acts on the current count: a window would make it something else.
+        found.append((
+            ConfigProblem("VPCCNI_SCALE_DOWN_WINDOW", env["VPCCNI_SCALE_DOWN_WINDOW"],
+                          "0 or unset with VPCCNI_SHRINK=aws"),
+            {"VPCCNI_SCALE_DOWN_WINDOW", "VPCCNI_SHRINK"}))
     clash = None if s.disable_introspection or s.disable_metrics else _port_clash(s, env)
     if clash:
         found.append((clash, {"INTROSPECTION_BIND_ADDRESS", "VPCCNI_METRICS_BIND_ADDRESS",

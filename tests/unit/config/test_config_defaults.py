@@ -88,6 +88,7 @@ AWS_DEFAULTS = {
     "VPCCNI_LOG_FORMAT": "json",
     "VPCCNI_DATAPLANE": "linux",
     "VPCCNI_SCALE_DOWN_WINDOW": "600",
+    "VPCCNI_SHRINK": "vpccni",
 }
 
 
