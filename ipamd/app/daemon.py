@@ -56,7 +56,7 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import GroupCommitter, snapshot_of
 from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Datastore
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.config.settings import Settings
 from vpccni.errors import RetryableError
 from vpccni.wire.protocol import spool_dir_for
@@ -116,8 +116,8 @@ class Node:
                                           lock=self.reconciler.lock)
         self.endpoints = self._endpoints()
 
-    async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[EniView]]]],
-                                             Awaitable[list[EniView]]]) -> None:
+    async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[DescribedEni]]]],
+                                             Awaitable[list[DescribedEni]]]) -> None:
         """EC2 sync, recovery, host setup, serving, replay, ready, endpoints, the first pool pass."""
         s, ds = self.settings, self.datastore
         views = await retrying("EC2 sync at start", self.reconciler.startup_views)

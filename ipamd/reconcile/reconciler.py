@@ -36,7 +36,7 @@ from ipamd.reconcile.context import NodeContext, log
 from ipamd.reconcile.node import node_capacity, pool_targets, pool_timers
 from ipamd.reconcile.status import GrowthStatus
 from ipamd.reconcile.sync import Ec2Sync
-from ipamd.state.recovery import EniView
+from ipamd.state.recovery import DescribedEni
 from vpccni.cloud.aws.imds import ImdsClient
 from vpccni.errors import (
     AddressLimitExceeded,
@@ -138,7 +138,7 @@ class Reconciler:
 
     # --- start -----------------------------------------------------------------------------------
 
-    async def startup_views(self) -> list[EniView]:
+    async def startup_views(self) -> list[DescribedEni]:
         """EC2's view of our ENIs for recovery (the datastore must still be empty)."""
         async with self.lock:
             views = await self.sync.startup_views()

@@ -31,9 +31,8 @@ from typing import NamedTuple
 
 from ipamd.pool.decision import CidrState, EniState, PoolState
 from vpccni.errors import PermanentError
+from vpccni.net.names import route_table_for_device
 from vpccni.wire.protocol import PodRef
-
-MAIN_ROUTE_TABLE = 254
 
 
 class AllocationKey(NamedTuple):
@@ -67,8 +66,8 @@ class EniInfo:
 
     @property
     def route_table(self) -> int:
-        """Pods on the primary ENI route through main; the others through table device_number + 1."""
-        return MAIN_ROUTE_TABLE if self.is_primary else self.device_number + 1
+        """Pods on the primary ENI (device 0) route through main; the others through device_number + 1."""
+        return route_table_for_device(self.device_number)
 
 
 @dataclass(frozen=True, slots=True)
