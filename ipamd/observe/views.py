@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ipamd.observe.feed import MetricsFeed
-from ipamd.pool.decision import Decision, PoolStats, addresses_per_eni, mode_name
+from ipamd.pool import Decision, PoolStats, addresses_per_eni, mode_name
 from ipamd.reconcile.leaks import LeakedEniSweeper
 from ipamd.reconcile.reconciler import Reconciler
 from ipamd.reconcile.status import iso

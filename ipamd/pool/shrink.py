@@ -22,13 +22,9 @@ Safety first, then calls:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ipamd.pool.model import EniState, NodeCapacity, PoolState, PoolTargets, PoolTimers
 from ipamd.pool.stats import PoolStats, eni_stats, serves_pods
 from ipamd.pool.targets import eni_surplus, excess, shortfall
-
-if TYPE_CHECKING:
-    from ipamd.pool.decision import EniState, NodeCapacity, PoolState, PoolTargets, PoolTimers
 
 
 def eni_is_idle(eni: EniState) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipamd.pool.decision import NodeCapacity, PoolTargets, PoolTimers
+from ipamd.pool import NodeCapacity, PoolTargets, PoolTimers
 from vpccni.cloud.aws.tags import DESCRIPTION_PREFIX, TAG_INSTANCE_ID, TAG_NO_MANAGE
 from vpccni.cloud.base import NetworkInterface
 from vpccni.config import limits as limits_mod

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import groupby
 
-from ipamd.pool.decision import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
+from ipamd.pool import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
 from ipamd.reconcile.actions import EniActions
 from ipamd.reconcile.context import NodeContext, log
 from ipamd.reconcile.node import node_capacity, pool_targets, pool_timers

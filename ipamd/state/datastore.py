@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from ipamd.pool.decision import CidrState, EniState, PoolState
+from ipamd.pool import CidrState, EniState, PoolState
 from vpccni.errors import PermanentError
 from vpccni.net.names import route_table_for_device
 from vpccni.wire.protocol import PodRef

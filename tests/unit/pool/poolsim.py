@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ipamd.pool.decision import (
+from ipamd.pool import (
     CidrState,
     Decision,
     EniState,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipamd.pool.decision import NodeCapacity, PoolTargets
+from ipamd.pool import NodeCapacity, PoolTargets
 from tests.unit.pool.poolsim import SimNode, fresh_node
 
 # ENIs x IPv4 addresses per ENI from EC2; max pods from eni-max-pods.txt (secondary-IP mode) or

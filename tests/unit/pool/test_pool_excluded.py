@@ -4,7 +4,7 @@ removes such an ENI once it has no pods). Ours keeps its one safety: nothing coo
 
 from __future__ import annotations
 
-from ipamd.pool.decision import BLOCKED_ENI_LIMIT, PoolTargets, PoolTimers, decide
+from ipamd.pool import BLOCKED_ENI_LIMIT, PoolTargets, PoolTimers, decide
 from tests.unit.pool.poolsim import SimNode
 from tests.unit.pool.test_pool_rules import M5_LARGE, T3_SMALL, WET1, pool, sip, wit
 

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from ipamd.pool.decision import (
+from ipamd.pool import (
     ADDRESSES_PER_PREFIX,
     CidrState,
     Decision,
