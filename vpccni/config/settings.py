@@ -1,7 +1,8 @@
 """Every setting of vpccni, read once from the environment into one frozen :class:`Settings`.
 
 Configuration is environment variables, with aws-node's names, defaults and meanings, so an aws-node user
-changes nothing (reference: aws-vpc-cni.md §2). Settings aws-node does not have live under ``VPCCNI_``.
+changes nothing (aws-node's README and code are the reference). Settings aws-node does not have live under
+``VPCCNI_``.
 
 Each field of :class:`Settings` is declared with :func:`_env`: the variable that sets it, its default, the
 parser for its raw string and its documentation (meaning, unit, default). :meth:`Settings.from_env` walks
@@ -75,7 +76,7 @@ _UNSUPPORTED_WHEN_ON = {
 class Settings:
     """The effective configuration of one node. Build it with :meth:`from_env`; never mutate it."""
 
-    # --- warm pool / IPAM (aws-vpc-cni.md §2.1) ---
+    # --- warm pool / IPAM ---
     warm_eni_target: int = _env("WARM_ENI_TARGET", 1, _NON_NEGATIVE, (
         "Keep this many whole ENIs' worth of free IPs (secondary-IP mode; ignored when WARM_IP_TARGET or "
         "MINIMUM_IP_TARGET is set). Unit: ENIs. Default 1."))
@@ -113,7 +114,7 @@ class Settings:
         "Create new ENIs in the subnet with the most free addresses among the node's subnet and those tagged "
         "kubernetes.io/role/cni in its zone. Default true."))
 
-    # --- custom networking / annotations (§2.2) ---
+    # --- custom networking / annotations ---
     custom_network_cfg: bool = _env("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", False, _BOOL, (
         "Custom networking: new ENIs take subnet and security groups from the node's ENIConfig, and the "
         "primary ENI carries no pods. Default false."))
@@ -127,7 +128,7 @@ class Settings:
     annotate_pod_ip: bool = _env("ANNOTATE_POD_IP", False, _BOOL, (
         "Write the pod's IP to its vpc.amazonaws.com/pod-ips annotation on ADD. Default false."))
 
-    # --- SNAT / routing / MTU (§2.3) ---
+    # --- SNAT / routing / MTU ---
     external_snat: bool = _env("AWS_VPC_K8S_CNI_EXTERNALSNAT", False, _BOOL, (
         "Leave SNAT of traffic leaving the VPC to something else (NAT gateway); no SNAT rules on the node. "
         "Default false."))
@@ -159,7 +160,7 @@ class Settings:
     enable_bandwidth_plugin: bool = _env("ENABLE_BANDWIDTH_PLUGIN", False, _BOOL, (
         "Chain the bandwidth plugin in the conflist (pod ingress/egress shaping). Default false."))
 
-    # --- logging, introspection, metrics (§2.4) ---
+    # --- logging, introspection, metrics ---
     log_level: str = _env("AWS_VPC_K8S_CNI_LOGLEVEL", "debug", _LOG_LEVEL, (
         "ipamd log level: debug, info, warn, error or fatal (any case). Default debug."))
     log_file: str = _env(
@@ -180,7 +181,7 @@ class Settings:
         "INTROSPECTION_BIND_ADDRESS", "127.0.0.1:61679", p.bind_address(allow_unix=True), (
             "Where the introspection API listens: host:port or unix:<path>. Default 127.0.0.1:61679."))
 
-    # --- cluster, tags, AWS API (§2.4) ---
+    # --- cluster, tags, AWS API ---
     cluster_name: str | None = _env("CLUSTER_NAME", None, p.cluster_name, (
         "Cluster name: tags new ENIs (cluster.k8s.amazonaws.com/name), scopes the leaked-ENI sweep to this "
         "cluster and selects subnets tagged cni.networking.k8s.aws/cluster/<name>. Default unset."))
@@ -206,7 +207,7 @@ class Settings:
         "The node agent's own pod uid (downward API metadata.uid): its Events then list under "
         "`kubectl describe pod`. Default unset."))
 
-    # --- files on the node (§1.4) ---
+    # --- files on the node ---
     host_cni_bin_path: str = _env("HOST_CNI_BIN_PATH", "/host/opt/cni/bin", p.absolute_path, (
         "Where init installs the CNI binaries (host /opt/cni/bin as mounted). Default /host/opt/cni/bin."))
     host_cni_confdir_path: str = _env("HOST_CNI_CONFDIR_PATH", "/host/etc/cni/net.d", p.absolute_path, (
