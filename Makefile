@@ -10,7 +10,7 @@ NODE_LOCK := requirements/node.txt
 COMPILE = $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-find-links --no-emit-index-url
 
-.PHONY: test demo lint unit deps system-deps lock lockcheck clean
+.PHONY: test demo lint unit deps system-deps lock lockcheck clean image image-clean
 
 # A changed lock rebuilds the venv from nothing, so no version outside the lock can stay behind.
 $(STAMP): $(LOCK) pyproject.toml
@@ -50,6 +50,15 @@ unit: $(STAMP)
 
 demo: deps
 	$(VENV)/bin/vpccni demo $(DEMO_ARGS)
+
+# The node image, offline: Debian root file systems made here with mmdebstrap, wheels from the node lock,
+# podman with a private configuration (scripts/private_podman.py). Needs root; IMAGE_ARGS="--save x.tar".
+image: $(STAMP)
+	$(PY) -m scripts.build_image $(IMAGE_ARGS)
+
+# The image's podman storage (base images included) and the downloaded wheels.
+image-clean:
+	rm -rf $${VPCCNI_PODMAN_ROOT:-/var/tmp/vpccni-podman} build/image
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

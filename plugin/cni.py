@@ -35,9 +35,21 @@ case) and 51 (STATUS "existing pods may have limited connectivity" -- ipamd has 
 
 from __future__ import annotations
 
-from plugin.client import IpamdTimeout, IpamdUnreachable
 from vpccni.errors import ProtocolError, VpccniError
 from vpccni.wire import wirejson
+from vpccni.wire.client import IpamdTimeout, IpamdUnreachable
+from vpccni.wire.cnicodes import (
+    CHECK_FAILED,
+    INCOMPATIBLE_VERSION,
+    INTERNAL,
+    INVALID_ENV,
+    IPAMD_INCOMPATIBLE,
+    NO_IP,
+    PLUMBING_FAILED,
+    REQUEST_REJECTED,
+    STATUS_UNAVAILABLE,
+    TRY_AGAIN_LATER,
+)
 from vpccni.wire.protocol import (
     IDENTIFIER_PATTERN,
     IFNAME_MAX,
@@ -48,7 +60,7 @@ from vpccni.wire.protocol import (
     valid_identifier,
     valid_ifname,
 )
-from vpccni.wire.values import Record
+from vpccni.wire.values import Record, record
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False
@@ -79,21 +91,6 @@ KNOWN_CNI_ARGS = {
     "K8S_POD_INFRA_CONTAINER_ID": "infra_container_id",
 }
 
-# --- codes ----------------------------------------------------------------------------------------
-INCOMPATIBLE_VERSION = 1
-INVALID_ENV = 4
-IO_FAILURE = 5
-DECODE_FAILURE = 6
-INVALID_CONFIG = 7
-TRY_AGAIN_LATER = 11
-STATUS_UNAVAILABLE = 50
-NO_IP = 100
-PLUMBING_FAILED = 101
-CHECK_FAILED = 102
-REQUEST_REJECTED = 103
-IPAMD_INCOMPATIBLE = 104
-INTERNAL = 999
-
 _FIX_IPAMD_DOWN = (
     "check that ipamd (the vpccni DaemonSet pod) runs on this node and that the conflist's "
     "'ipamdSocket' is the path ipamd listens on"
@@ -118,32 +115,16 @@ class CniError(VpccniError):
         return wirejson.dumps(obj)
 
 
+@record
 class Invocation(Record):
     """What the runtime said in the environment."""
 
-    __slots__ = ("command", "container_id", "netns", "ifname", "path", "pod")
     command: str
-    container_id: str
-    netns: str
-    ifname: str
-    path: tuple[str, ...]
-    pod: PodRef
-
-    def __init__(
-        self,
-        command: str,
-        container_id: str = "",
-        netns: str = "",
-        ifname: str = "",
-        path: tuple[str, ...] = (),
-        pod: PodRef | None = None,
-    ) -> None:
-        self.command = command
-        self.container_id = container_id
-        self.netns = netns
-        self.ifname = ifname
-        self.path = path
-        self.pod = PodRef() if pod is None else pod
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    path: tuple[str, ...] = ()
+    pod: PodRef = PodRef()
 
 
 # --- versions -------------------------------------------------------------------------------------

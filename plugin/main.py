@@ -2,7 +2,8 @@
 
 The runtime execs this once per operation, so it is built to start fast: standard library plus
 :mod:`vpccni.wire.protocol`/:mod:`vpccni.errors` only; pyroute2 is imported solely on the DEL fallback
-path. Plumbing happens inside ipamd (see DESIGN.md "Why plumbing runs inside ipamd").
+path. Plumbing happens inside ipamd: `import pyroute2` alone costs ~120 ms and ~33 MB per exec, while this
+standard-library plugin starts in ~10 ms; on a burst of 30 pods on 2 cores that is ~0.3 s against ~2 s.
 
 Per verb:
 
@@ -25,9 +26,7 @@ from __future__ import annotations
 import os
 import sys
 
-from plugin import client
 from plugin.cni import (
-    IO_FAILURE,
     LATEST_VERSION,
     SUPPORTED_VERSIONS,
     CniError,
@@ -43,10 +42,11 @@ from plugin.netconf import NetConf, parse_netconf, require_prev_result_for_check
 from plugin.release import write_release_record
 from plugin.result import render_add_result
 from vpccni.errors import ProtocolError
-from vpccni.wire import wirejson
+from vpccni.wire import client, wirejson
+from vpccni.wire.cnicodes import IO_FAILURE
 from vpccni.wire.protocol import (
     DEFAULT_SOCKET_PATH,
-    Attachment,
+    CniAttachment,
     ErrorInfo,
     ErrorKind,
     Op,
@@ -116,7 +116,7 @@ def _request(
     inv: Invocation,
     conf: NetConf,
     prev_result: dict[str, Any] | None = None,
-    valid_attachments: tuple[Attachment, ...] = (),
+    valid_attachments: tuple[CniAttachment, ...] = (),
 ) -> Request:
     timeout_ms = conf.timeout_ms or DEFAULT_TIMEOUT_MS[op.value]
     # ipamd must answer before we give up, or its answer is lost: leave it a margin.

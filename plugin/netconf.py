@@ -8,18 +8,11 @@ verb (1), then each key (7, naming it). Codes come from :mod:`plugin.cni`.
 
 from __future__ import annotations
 
-from plugin.cni import (
-    DECODE_FAILURE,
-    INCOMPATIBLE_VERSION,
-    INVALID_CONFIG,
-    SUPPORTED_VERSIONS,
-    CniError,
-    Invocation,
-    require_verb_allowed,
-)
+from plugin.cni import SUPPORTED_VERSIONS, CniError, Invocation, require_verb_allowed
 from vpccni.wire import wirejson
-from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, Attachment, valid_identifier
-from vpccni.wire.values import Record
+from vpccni.wire.cnicodes import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG
+from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, IDENTIFIER_PATTERN, CniAttachment, valid_identifier
+from vpccni.wire.values import Record, record
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False
@@ -31,51 +24,19 @@ TIMEOUT_MS_RANGE = (100, 300_000)
 VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")  # new name first (cni#1101)
 
 
+@record
 class NetConf(Record):
     """What the runtime said on stdin (the plugin's slice of the conflist, as libcni derives it)."""
 
-    __slots__ = (
-        "cni_version",
-        "name",
-        "ipamd_socket",
-        "timeout_ms",
-        "log_file",
-        "log_level",
-        "prev_result",
-        "valid_attachments",
-        "dns",
-    )
     cni_version: str
     name: str
-    ipamd_socket: str
-    timeout_ms: int  # 0 = the per-verb default of plugin.main
-    log_file: str
-    log_level: str
-    prev_result: dict[str, Any] | None
-    valid_attachments: tuple[Attachment, ...] | None
-    dns: dict[str, Any] | None
-
-    def __init__(
-        self,
-        cni_version: str,
-        name: str,
-        ipamd_socket: str = DEFAULT_SOCKET_PATH,
-        timeout_ms: int = 0,
-        log_file: str = "",
-        log_level: str = "info",
-        prev_result: dict[str, Any] | None = None,
-        valid_attachments: tuple[Attachment, ...] | None = None,
-        dns: dict[str, Any] | None = None,
-    ) -> None:
-        self.cni_version = cni_version
-        self.name = name
-        self.ipamd_socket = ipamd_socket
-        self.timeout_ms = timeout_ms
-        self.log_file = log_file
-        self.log_level = log_level
-        self.prev_result = prev_result
-        self.valid_attachments = valid_attachments
-        self.dns = dns
+    ipamd_socket: str = DEFAULT_SOCKET_PATH
+    timeout_ms: int = 0  # 0 = the per-verb default of plugin.main
+    log_file: str = ""
+    log_level: str = "info"
+    prev_result: dict[str, Any] | None = None
+    valid_attachments: tuple[CniAttachment, ...] | None = None
+    dns: dict[str, Any] | None = None
 
 
 def parse_netconf(stdin: bytes, command: str) -> NetConf:
@@ -180,7 +141,7 @@ def _optional_object(obj: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value or None  # an empty prevResult is no prevResult (SPEC.md DEL)
 
 
-def _valid_attachments(obj: dict[str, Any]) -> tuple[Attachment, ...]:
+def _valid_attachments(obj: dict[str, Any]) -> tuple[CniAttachment, ...]:
     key = next((k for k in VALID_ATTACHMENTS_KEYS if k in obj), None)
     if key is None:
         # Treating a missing list as empty would release every pod of the network.
@@ -193,7 +154,7 @@ def _valid_attachments(obj: dict[str, Any]) -> tuple[Attachment, ...]:
         raise CniError(
             INVALID_CONFIG, f"invalid {key!r}: it must be a list of {{containerID, ifname}} objects"
         )
-    out: list[Attachment] = []
+    out: list[CniAttachment] = []
     for i, item in enumerate(items):
         cid = item.get("containerID") if isinstance(item, dict) else None
         ifname = item.get("ifname") if isinstance(item, dict) else None
@@ -202,7 +163,7 @@ def _valid_attachments(obj: dict[str, Any]) -> tuple[Attachment, ...]:
                 INVALID_CONFIG,
                 f"invalid {key}[{i}] {item!r}: it must be an object with string 'containerID' and 'ifname'",
             )
-        out.append(Attachment(cid, ifname))
+        out.append(CniAttachment(cid, ifname))
     return tuple(out)
 
 

@@ -1,6 +1,6 @@
-"""The ADD result for each spec version, from ipamd's :class:`vpccni.wire.protocol.Allocation`.
+"""The ADD result for each spec version, from ipamd's :class:`vpccni.wire.protocol.AllocationResult`.
 
-Shape (what runtimes and chained plugins rely on, SPEC.md "Success"; reference §A.5):
+Shape (what runtimes and chained plugins rely on; the CNI spec's "Success" result, per version):
 
 * ``interfaces``: the host veth WITHOUT ``sandbox``, then the container interface WITH ``sandbox``
   (the netns path). Both carry ``mac``: runtimes refuse an interface without one, and portmap,
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import _socket  # not `socket`: its import (selectors, enum wrappers) costs the plugin ~2 ms
 
-from plugin.cni import INVALID_CONFIG, CniError, has_ip_version_field, version_key
+from plugin.cni import CniError, has_ip_version_field, version_key
 from vpccni.errors import ProtocolError
-from vpccni.wire.protocol import Allocation
+from vpccni.wire.cnicodes import INVALID_CONFIG
+from vpccni.wire.protocol import AllocationResult
 
 # Annotations only: `import typing` at run time would cost ~1.5 ms on every plugin exec.
 TYPE_CHECKING = False
@@ -36,7 +37,7 @@ def is_mac(text: str) -> bool:
     return len(parts) == 6 and all(len(p) == 2 and p[0] in _HEX and p[1] in _HEX for p in parts)
 
 
-def validate_allocation(alloc: Allocation) -> None:
+def validate_allocation(alloc: AllocationResult) -> None:
     """An allocation we cannot render is ipamd's bug; say which field, do not emit a broken result."""
     if not _is_ipv4(alloc.ipv4):
         raise ProtocolError(f"ipamd's allocation has an invalid ipv4 {alloc.ipv4!r}")
@@ -62,7 +63,7 @@ def _is_ipv4(text: str) -> bool:
 
 
 def render_add_result(
-    alloc: Allocation,
+    alloc: AllocationResult,
     cni_version: str,
     ifname: str,
     netns: str,

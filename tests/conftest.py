@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-_TIERS = ("unit", "cloud", "net", "e2e", "bench", "install")
-_NEEDS_ROOT = {"net", "e2e"}
+_TIERS = ("unit", "cloud", "net", "e2e", "bench", "install", "node")
+_NEEDS_ROOT = {"net", "e2e", "node"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

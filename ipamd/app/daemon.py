@@ -1,12 +1,10 @@
 """ipamd's life: the startup sequence, the supervised root tasks, and a clean stop.
 
-Startup, in order (aws-vpc-cni.md §1.2, with EC2 as the truth where aws trusts IMDS):
+Startup, in order (aws-node's order — IMDS, EC2 client, limits, datastore, serve — except that EC2, not
+IMDS, is the truth for what the node holds):
 
-1. dataplane chosen (VPCCNI_DATAPLANE) — a build without the one asked for stops here;
-2. IMDS identity, retried until IMDS answers;
-3. EC2 client (AWS_EC2_ENDPOINT honoured, the API budget, the call observer) and DescribeInstances;
-4. instance limits (bundled table, else DescribeInstanceTypes);
-5. the checkpoint (an unreadable one stops ipamd: starting empty would hand out held addresses);
+1-5. :func:`ipamd.app.boot.discover`: IMDS identity, the EC2 client and DescribeInstances, the instance
+   limits, the dataplane, the checkpoint — plain data, from which :class:`Node` is built without I/O;
 6. EC2 sync: our ENIs with their addresses/prefixes as EC2 shows them, tags and DeleteOnTermination
    fixed, host setup per ENI;
 7. recovery: the datastore from EC2's ENIs; checkpointed allocations kept only where EC2 still backs
@@ -34,11 +32,12 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from ipamd.app.boot import Boot, discover
 from ipamd.app.conflist import ConflistWriter
-from ipamd.app.dataplane import CrashingCommitter, CrashingPodNetwork, Dataplane, build_dataplane
+from ipamd.app.dataplane import CrashingCommitter, CrashingPodNetwork
 from ipamd.app.k8s import REFRESH_S as K8S_REFRESH_S
 from ipamd.app.k8s import KubernetesLink
-from ipamd.app.node_facts import Stopped, identity, instance_limits, node_facts, until_answered
+from ipamd.app.node_facts import Stopped
 from ipamd.app.tasks import FailureWindow, TaskFailed, Wakeup, every, self_probe, supervise
 from ipamd.dataplane.pod import PodNetwork
 from ipamd.k8s.annotations import AnnotatingPodNetwork, PodIpAnnotator
@@ -49,20 +48,15 @@ from ipamd.observe.metrics import Metrics
 from ipamd.observe.views import IPAMD_ENV, NETWORKUTILS_ENV, enis_view, env_view, pool_view
 from ipamd.reconcile.context import NodeContext
 from ipamd.reconcile.leaks import LeakedEniSweeper
-from ipamd.reconcile.node import prefix_delegation
 from ipamd.reconcile.reconciler import Reconciler
 from ipamd.reconcile.status import GrowthStatus
 from ipamd.serve.handler import HandlerSettings, RequestHandler
 from ipamd.serve.replay import replay_release_records
 from ipamd.serve.server import IpamServer, ServerSettings
-from ipamd.state.checkpoint import GroupCommitter, load_checkpoint, snapshot_of
+from ipamd.state.checkpoint import GroupCommitter, snapshot_of
 from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Datastore
-from ipamd.state.recovery import recover
-from vpccni.cloud.aws.client import AwsSettings
-from vpccni.cloud.aws.imds import ImdsClient, ImdsIdentity, ImdsSettings
-from vpccni.cloud.aws.provider import AwsProvider
-from vpccni.cloud.budget import ApiBudget, BudgetSettings
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.config.settings import Settings
 from vpccni.errors import RetryableError
 from vpccni.wire.protocol import spool_dir_for
@@ -78,93 +72,64 @@ POKE_MIN_GAP_S = 0.05
 LEAK_SWEEP_FIRST_MAX_S = 300.0
 
 
-class Daemon:
-    def __init__(self, settings: Settings, crash: CrashPoints, started: float) -> None:
-        self.settings = settings
-        self.crash = crash
+class Node:
+    """Every part of a running ipamd, wired from what :func:`~ipamd.app.boot.discover` found.
+
+    Building it does no I/O; :meth:`start` runs the second half of the startup sequence (steps 6-9 of
+    this module's docstring), :meth:`tasks` gives the root tasks, :meth:`close` stops cleanly.
+    """
+
+    def __init__(self, settings: Settings, boot: Boot, *, feed: MetricsFeed, metrics: Metrics,
+                 wakeup: Wakeup, crash: CrashPoints, conflist: ConflistWriter,
+                 kubernetes: KubernetesLink | None, started: float) -> None:
+        s = self.settings = settings
         self.started = started  # monotonic: process start, for the startup histograms
-        self.stop = asyncio.Event()
-        self.metrics = Metrics()
-        self.feed = MetricsFeed(self.metrics)
-        self.wakeup = Wakeup(settings.pool_loop_period, POKE_MIN_GAP_S)
-        self.feed.poke = self.wakeup.poke
-        self.endpoints: list[HttpEndpoint] = []
-        self.server: IpamServer | None = None
-        self.committer: GroupCommitter | None = None
-        self.leaks: LeakedEniSweeper | None = None
-        self.k8s: KubernetesLink | None = None
-        self.annotator: PodIpAnnotator | None = None  # ANNOTATE_POD_IP
-        self.dataplane = Dataplane()
-        self._imds: ImdsClient | None = None
-        self._primary_mac = ""
-        self.conflist = ConflistWriter(settings, self._can_serve)  # ipamd.app.conflist: why gated
         self._initialized = False
-
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop.set)
-        try:
-            try:
-                await self._start()
-            except Stopped as stopped:
-                log.info("stopped while waiting for %s", stopped)
-                return 0
-            fault = await supervise(self._tasks(), self.stop)
-            return 1 if fault else 0
-        finally:
-            await self._close()
-
-    # --- startup ---------------------------------------------------------------------------------
-
-    async def _start(self) -> None:
-        s = self.settings
-        imds = ImdsClient(ImdsSettings(endpoint=s.imds_endpoint, timeout_s=s.http_timeout),
-                          observer=self.feed)
-        ident = await identity(imds, self.stop)
-        self.budget = ApiBudget(BudgetSettings.from_sizes(
-            mutating_capacity=s.api_mutating_bucket, mutating_rate=s.api_mutating_refill,
-            describe_capacity=s.api_describe_bucket, describe_rate=s.api_describe_refill))
-        provider = AwsProvider.from_settings(
-            AwsSettings(region=s.region or ident.region, endpoint_url=s.ec2_endpoint,
-                        http_timeout_s=s.http_timeout),
-            budget=self.budget, observer=self.feed)
-        facts = await node_facts(provider, ident, self.stop)
-        limits = await instance_limits(provider, facts.instance_type, self.stop)
-        pd = prefix_delegation(s, limits)
-        if s.enable_prefix_delegation and not pd:
-            log.warning("%s cannot delegate prefixes (not Nitro); using secondary IPs", facts.instance_type)
-        dataplane = await self._dataplane(imds, ident)
-        self.k8s = self._kubernetes(facts.security_group_ids)
-        checkpoint = load_checkpoint(s.backing_store)
-        os.makedirs(os.path.dirname(s.backing_store) or ".", mode=0o700, exist_ok=True)
-        ds = self.datastore = Datastore(prefix_delegation=pd, cooldown_s=s.ip_cooldown_period)
+        self.boot, self.feed, self.metrics, self.wakeup, self.conflist = boot, feed, metrics, wakeup, conflist
+        self.k8s = kubernetes
+        self.crash = crash
+        self.dataplane = boot.dataplane
+        ds = self.datastore = Datastore(prefix_delegation=boot.prefix_delegation,
+                                        cooldown_s=s.ip_cooldown_period)
         self.committer = GroupCommitter(s.backing_store, lambda: snapshot_of(ds, time.time()), time.time)
-        status = GrowthStatus(ds)
-        self.feed.on_throttle = status.note_throttle
-        hooks = self.k8s.hooks(dataplane.hooks) if self.k8s else dataplane.hooks
-        ctx = NodeContext(s, facts, limits, provider, ds, self.committer, pd, hooks=hooks, metrics=self.feed,
-                          crash=self.crash)
-        self.reconciler = Reconciler(ctx, status, imds=imds)
-        views = await self._retrying("EC2 sync at start", self.reconciler.startup_views)
-        pod_exists = await asyncio.to_thread(dataplane.recovery_predicate)
-        report = recover(ds, checkpoint, views, pod_exists=pod_exists)
+        self.status = GrowthStatus(ds)
+        feed.on_throttle = self.status.note_throttle
+        hooks = kubernetes.hooks(boot.dataplane.hooks) if kubernetes else boot.dataplane.hooks
+        self.reconciler = Reconciler(
+            NodeContext(s, boot.facts, boot.limits, boot.provider, ds, self.committer, boot.prefix_delegation,
+                        hooks=hooks, metrics=feed, crash=crash),
+            self.status, imds=boot.imds)
+        podnet: PodNetwork = boot.dataplane.podnet
+        self.annotator = None  # ANNOTATE_POD_IP
+        if kubernetes is not None and s.annotate_pod_ip:
+            self.annotator = PodIpAnnotator(kubernetes.agent)
+            podnet = AnnotatingPodNetwork(podnet, self.annotator)
+        self.handler = RequestHandler(
+            ds, CrashingCommitter(self.committer, crash), CrashingPodNetwork(podnet, crash),
+            pool_status=self.status, demand=wakeup, metrics=feed,
+            settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
+        self.server = IpamServer(self.handler, ServerSettings(socket_path=s.socket_path))
+        self.leaks = None
+        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning):
+            self.leaks = LeakedEniSweeper(boot.provider, vpc_id=boot.facts.vpc_id,
+                                          cluster_name=s.cluster_name, grace_s=s.leaked_eni_gc_grace,
+                                          lock=self.reconciler.lock)
+        self.endpoints = self._endpoints()
+
+    async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[DescribedEni]]]],
+                                             Awaitable[list[DescribedEni]]]) -> None:
+        """EC2 sync, recovery, host setup, serving, replay, ready, endpoints, the first pool pass."""
+        s, ds = self.settings, self.datastore
+        views = await retrying("EC2 sync at start", self.reconciler.startup_views)
+        pod_exists = await asyncio.to_thread(self.dataplane.recovery_predicate)
+        os.makedirs(os.path.dirname(s.backing_store) or ".", mode=0o700, exist_ok=True)
+        report = recover(ds, self.boot.checkpoint, views, pod_exists=pod_exists)
         for dropped in report.dropped:
-            log.warning("not restoring %s %s: %s", tuple(dropped.assignment.key), dropped.assignment.address,
+            log.warning("not restoring %s %s: %s", tuple(dropped.allocation.key), dropped.allocation.address,
                         dropped.reason)
         log.info("recovered %d allocation(s) on %d ENI(s); %d dropped", len(report.kept), len(views),
                  len(report.dropped))
-        await dataplane.host_setup()
-        self.dataplane = dataplane
-        podnet: PodNetwork = dataplane.podnet
-        if self.k8s is not None and s.annotate_pod_ip:
-            self.annotator = PodIpAnnotator(self.k8s.agent)
-            podnet = AnnotatingPodNetwork(podnet, self.annotator)
-        self.handler = RequestHandler(
-            ds, CrashingCommitter(self.committer, self.crash),
-            CrashingPodNetwork(podnet, self.crash),
-            pool_status=status, metrics=self.feed, settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
-        self.server = IpamServer(self.handler, ServerSettings(socket_path=s.socket_path))
+        await self.dataplane.host_setup()
         await self.server.start()
         if report.needs_commit:
             await self.committer.commit()
@@ -172,92 +137,52 @@ class Daemon:
         self.handler.mark_ready()
         self.metrics.ipamd_startup_duration_seconds.labels("true", "false", "").observe(
             time.monotonic() - self.started)
-        await self._start_endpoints()
-        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning):
-            self.leaks = LeakedEniSweeper(provider, vpc_id=facts.vpc_id, cluster_name=s.cluster_name,
-                                          grace_s=s.leaked_eni_gc_grace, lock=self.reconciler.lock)
+        for endpoint in self.endpoints:
+            await endpoint.start()
         if self.k8s is not None:
             await self.k8s.first_read(self.reconciler)
         await self.reconciler.tick()  # pre-scale: fill the pool before the first pod asks
-        self._note_initialized()
+        self.note_initialized()
+        facts = self.boot.facts
         log.info("ipamd ready on %s: %s %s, %d ENI(s), %d free address(es)", s.socket_path, facts.instance_id,
                  facts.instance_type, len(ds.enis()), ds.free_count())
 
-    async def _dataplane(self, imds: ImdsClient, ident: ImdsIdentity) -> Dataplane:
-        if self.settings.dataplane == "none":
-            return Dataplane()
-        primary = await until_answered("IMDS primary interface", lambda: imds.interface(ident.mac), self.stop)
-        self._imds, self._primary_mac = imds, ident.mac
-        return build_dataplane(self.settings, primary_mac=ident.mac, primary_ipv4=ident.local_ipv4,
-                               vpc_cidrs=primary.vpc_cidrs)
+    def can_serve(self) -> bool:
+        return self.handler.ready and self.datastore.free_count() > 0
 
     async def _check_vpc_cidrs(self) -> None:
         """A VPC may gain CIDR blocks while the node runs; SNAT must then spare them (aws: every 30 s).
         IMDS is enough here: a lagging answer only delays the update by one period, it removes nothing;
         an IMDS that does not answer is a warning, not a fault of this task."""
-        if self._imds is None:
-            return
         try:
-            primary = await asyncio.to_thread(self._imds.interface, self._primary_mac)
+            primary = await asyncio.to_thread(self.boot.imds.interface, self.boot.identity.mac)
         except RetryableError as exc:
             log.warning("VPC CIDR watch: %s", exc)
             return
         if primary.vpc_cidrs:
             await self.dataplane.update_vpc_cidrs(primary.vpc_cidrs)
 
-    def _kubernetes(self, primary_groups: tuple[str, ...]) -> KubernetesLink | None:
-        if not self.settings.node_name:
-            log.info("MY_NODE_NAME is unset: running without the Kubernetes API")
-            return None
-        from ipamd.k8s.integration import K8sNodeAgent
-
-        return KubernetesLink(K8sNodeAgent.from_settings(self.settings), primary_groups)
-
-    def _can_serve(self) -> bool:
-        return self.handler.ready and self.datastore.free_count() > 0
-
-    def _node_ready(self) -> bool:  # the startup taint waits for kubelet's conflist too
-        return self._can_serve() and self.conflist.in_place
-
-    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
-        delay = 0.2
-        while True:
-            try:
-                return await step()
-            except RetryableError as exc:
-                log.warning("%s: %s (retrying)", what, exc)
-            try:
-                await asyncio.wait_for(self.stop.wait(), delay)
-                raise Stopped(what)
-            except TimeoutError:
-                delay = min(delay * 2, 5.0)
-
-    def _note_initialized(self) -> None:
-        if not self._initialized and self.datastore.free_count() > 0:
-            self._initialized = True
-            self.metrics.ipamd_node_initialization_duration_seconds.labels("true").observe(
-                time.monotonic() - self.started)
-
-    async def _start_endpoints(self) -> None:
+    def _endpoints(self) -> list[HttpEndpoint]:
         s = self.settings
+        endpoints = []
         if not s.disable_introspection:
-            self.endpoints.append(HttpEndpoint("introspection", s.introspection_bind_address, {
-                "/": lambda: json_reply({"AvailableCommands": sorted(self.endpoints[0].routes)}),
+            routes: dict[str, Callable[[], Reply]] = {
                 "/v1/enis": lambda: json_reply(enis_view(self.datastore, self.reconciler.ctx.eni_subnets)),
                 "/v1/pool": lambda: json_reply(self._pool()),
                 "/v1/ipamd-env-settings": lambda: json_reply(env_view(s, IPAMD_ENV)),
                 "/v1/networkutils-env-settings": lambda: json_reply(env_view(s, NETWORKUTILS_ENV)),
                 "/healthz": lambda: json_reply({"ok": True, "pool_passes": self.reconciler.ticks}),
                 "/readyz": self._readyz,
-            }))
+            }
+            routes["/"] = lambda: json_reply({"AvailableCommands": sorted(routes)})
+            endpoints.append(HttpEndpoint("introspection", s.introspection_bind_address, routes))
         if not s.disable_metrics:
-            self.endpoints.append(HttpEndpoint("metrics", s.metrics_bind_address, {"/metrics": self._scrape}))
-        for endpoint in self.endpoints:
-            await endpoint.start()
+            endpoints.append(HttpEndpoint("metrics", s.metrics_bind_address, {"/metrics": self._scrape}))
+        return endpoints
 
     def _pool(self) -> dict[str, Any]:
-        return pool_view(self.reconciler, self.feed, self.budget, ready=self.handler.ready, leaks=self.leaks,
-                         monotonic_now=time.monotonic())
+        return pool_view(self.reconciler, self.feed, self.boot.budget, ready=self.handler.ready,
+                         leaks=self.leaks, monotonic_now=time.monotonic())
 
     def _readyz(self) -> Reply:
         free = self.datastore.free_count()
@@ -269,12 +194,19 @@ class Daemon:
     def _scrape(self) -> Reply:
         current = self.reconciler.status.current
         self.feed.refresh(self.datastore, self.reconciler.capacity, self.reconciler.targets,
-                          self.budget.state(), current.reason if current else None)
+                          self.boot.budget.state(), current.reason if current else None)
         return 200, _METRICS_TYPE, self.metrics.exposition()
+
+    def note_initialized(self) -> None:
+        """``awscni_ipamd_node_initialization_duration_seconds``, once: when an ADD first would succeed."""
+        if not self._initialized and self.datastore.free_count() > 0:
+            self._initialized = True
+            self.metrics.ipamd_node_initialization_duration_seconds.labels("true").observe(
+                time.monotonic() - self.started)
 
     # --- root tasks ------------------------------------------------------------------------------
 
-    def _tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
+    def tasks(self) -> dict[str, Coroutine[Any, Any, None]]:
         s = self.settings
         spool = spool_dir_for(s.socket_path)
         tasks: dict[str, Coroutine[Any, Any, None]] = {
@@ -311,6 +243,9 @@ class Daemon:
             tasks[endpoint.name] = endpoint.serve_forever()
         return tasks
 
+    def _node_ready(self) -> bool:  # the startup taint waits for kubelet's conflist too
+        return self.can_serve() and self.conflist.in_place
+
     async def _pool_loop(self) -> None:
         failures = FailureWindow("pool pass")
         imds_every = max(self.settings.pool_loop_period, IMDS_CHECK_MIN_INTERVAL_S)
@@ -319,7 +254,7 @@ class Daemon:
             await self.wakeup.wait()
             try:
                 await self.reconciler.tick()
-                self._note_initialized()
+                self.note_initialized()
                 if time.monotonic() >= imds_due:
                     imds_due = time.monotonic() + imds_every
                     await self.reconciler.check_imds()
@@ -328,16 +263,73 @@ class Daemon:
             except Exception as exc:
                 failures.failed(exc)
 
-    # --- stop ------------------------------------------------------------------------------------
-
-    async def _close(self) -> None:
-        if self.stop.is_set():  # SIGTERM/SIGINT, not a fault: VPCCNI_REMOVE_CONFLIST_ON_SHUTDOWN applies
-            self.conflist.clean_shutdown()
+    async def close(self) -> None:
+        """Requests in flight finish and the checkpoint is flushed; nothing is released."""
         for endpoint in self.endpoints:
             await endpoint.close()
-        if self.server is not None:
-            await self.server.close()  # requests in flight finish; nothing is released
-        if self.committer is not None:
-            await self.committer.aclose()
+        await self.server.close()
+        await self.committer.aclose()
         if self.k8s is not None:
             self.k8s.close()
+
+
+class Daemon:
+    """ipamd's life: discover the node, build and start a :class:`Node`, supervise its tasks, stop cleanly."""
+
+    def __init__(self, settings: Settings, crash: CrashPoints, started: float) -> None:
+        self.settings = settings
+        self.crash = crash
+        self.started = started  # monotonic: process start, for the startup histograms
+        self.stop = asyncio.Event()
+        self.metrics = Metrics()
+        self.feed = MetricsFeed(self.metrics)
+        self.wakeup = Wakeup(settings.pool_loop_period, POKE_MIN_GAP_S)
+        self.conflist = ConflistWriter(settings, self._can_serve)  # ipamd.app.conflist: why gated
+        self.node: Node | None = None
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        try:
+            try:
+                boot = await discover(self.settings, self.feed, self.stop)
+                node = self.node = Node(self.settings, boot, feed=self.feed, metrics=self.metrics,
+                                        wakeup=self.wakeup, crash=self.crash, conflist=self.conflist,
+                                        kubernetes=self._kubernetes(boot.facts.security_group_ids),
+                                        started=self.started)
+                await node.start(self._retrying)
+            except Stopped as stopped:
+                log.info("stopped while waiting for %s", stopped)
+                return 0
+            fault = await supervise(node.tasks(), self.stop)
+            return 1 if fault else 0
+        finally:
+            if self.stop.is_set():  # SIGTERM/SIGINT, not a fault: VPCCNI_REMOVE_CONFLIST_ON_SHUTDOWN applies
+                self.conflist.clean_shutdown()
+            if self.node is not None:
+                await self.node.close()
+
+    def _can_serve(self) -> bool:
+        return self.node is not None and self.node.can_serve()
+
+    def _kubernetes(self, primary_groups: tuple[str, ...]) -> KubernetesLink | None:
+        if not self.settings.node_name:
+            log.info("MY_NODE_NAME is unset: running without the Kubernetes API")
+            return None
+        from ipamd.k8s.integration import K8sNodeAgent
+
+        return KubernetesLink(K8sNodeAgent.from_settings(self.settings), primary_groups)
+
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.2
+        while True:
+            try:
+                return await step()
+            except RetryableError as exc:
+                log.warning("%s: %s (retrying)", what, exc)
+            try:
+                await asyncio.wait_for(self.stop.wait(), delay)
+                raise Stopped(what)
+            except TimeoutError:
+                delay = min(delay * 2, 5.0)

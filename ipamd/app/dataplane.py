@@ -22,18 +22,18 @@ from dataclasses import dataclass, field
 
 from ipamd.dataplane.pod import NullPodNetwork, PodNetwork
 from ipamd.reconcile.context import ReconcilerHooks
-from ipamd.serve.handler import Committer
+from ipamd.state.checkpoint import Committer
 from ipamd.state.crashpoints import CrashPoints
-from ipamd.state.datastore import Assignment, Datastore
+from ipamd.state.datastore import Allocation, Datastore
 from vpccni.cloud.base import NetworkInterface
 from vpccni.config.settings import Settings
 from vpccni.errors import PlumbingFailed
-from vpccni.wire.protocol import Allocation, Request
+from vpccni.wire.protocol import AllocationResult, Request
 
 log = logging.getLogger("ipamd.app.main")
 
 
-def _always_alive(_: Assignment) -> bool:
+def _always_alive(_: Allocation) -> bool:
     return True
 
 
@@ -54,7 +54,7 @@ class Dataplane:
     podnet: PodNetwork = field(default_factory=NullPodNetwork)
     host_setup: Callable[[], Awaitable[None]] = _nothing  # once at start, before serving
     hooks: ReconcilerHooks = field(default_factory=ReconcilerHooks)  # ENI setup/teardown
-    recovery_predicate: Callable[[], Callable[[Assignment], bool]] = lambda: _always_alive
+    recovery_predicate: Callable[[], Callable[[Allocation], bool]] = lambda: _always_alive
     reconcile: Callable[[Datastore], Awaitable[None]] = _no_reconcile  # the host-network task's pass
     update_vpc_cidrs: Callable[[Sequence[str]], Awaitable[None]] = _no_cidr_update  # SNAT's "inside the VPC"
     active: bool = False  # anything to reconcile at all
@@ -120,13 +120,13 @@ class CrashingPodNetwork:
         self._inner = inner
         self._crash = crash
 
-    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         self._crash.reached("server.add.before_reply")
         return await self._inner.setup(alloc, req)
 
-    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
         self._crash.reached("server.del.before_release")
         await self._inner.teardown(alloc, req)
 
-    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
         return await self._inner.check(alloc, req)

@@ -48,7 +48,7 @@ from ipamd.dataplane.host_plan import (
     stale_pod_rules,
 )
 from ipamd.dataplane.pod_linux import LinuxPodNetwork
-from ipamd.state.datastore import Assignment
+from ipamd.state.datastore import Allocation
 from vpccni.config.settings import Settings
 from vpccni.errors import PlumbingBusy, PlumbingError, PlumbingFailed
 from vpccni.net import host as nethost
@@ -204,7 +204,7 @@ class HostNetwork:
 
     # --- continuous -------------------------------------------------------------------------------
 
-    def reconcile(self, allocations: Iterable[Assignment], route_tables: Mapping[str, int]) -> HostReport:
+    def reconcile(self, allocations: Iterable[Allocation], route_tables: Mapping[str, int]) -> HostReport:
         """Restore whatever drifted (see the module docstring); return what was fixed and what was not."""
         allocations = list(allocations)
         fixed: list[str] = []

@@ -20,20 +20,20 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from vpccni.wire.protocol import Allocation, Request
+from vpccni.wire.protocol import AllocationResult, Request
 
 
 class PodNetwork(Protocol):
-    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         """Plumb ``alloc`` into ``req.netns`` as ``req.ifname``; return it with ifnames and MACs set."""
         ...
 
-    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
         """Remove what setup made. ``alloc`` is None when ipamd holds nothing for the key: use
         ``req.prev_result`` if there is one."""
         ...
 
-    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
         """What is missing or wrong with the pod's plumbing, one line each."""
         ...
 
@@ -41,11 +41,11 @@ class PodNetwork(Protocol):
 class NullPodNetwork:
     """Plumbs nothing: the IPAM path alone (unit tests, the RPC benchmark)."""
 
-    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         return alloc  # the handler already filled in everything but host-side names and MACs
 
-    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
         return None
 
-    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
         return []

@@ -9,8 +9,9 @@ How ipamd main wires it::
 ``setup``/``teardown``/``check`` are coroutines; the blocking netlink work runs in a worker thread
 (``asyncio.to_thread``), so the event loop never waits on the kernel. Every failure is a
 :class:`~vpccni.errors.PlumbingError` naming the step, so the handler can roll back and say why.
-:meth:`pod_exists_predicate` dumps the links once and answers "does this allocation's host veth still
-exist?" for every checkpointed allocation (aws-node's restart check, §4.3).
+:meth:`pod_exists_predicate` dumps the links once and answers "does this allocation's host veth still exist?"
+for every checkpointed allocation (aws-node's restart check: ``ReadBackingStore`` keeps only pods whose veth
+exists).
 
 Naming is aws-node's: the host veth is AWS_VPC_K8S_CNI_VETHPREFIX + 11 hex of sha1("<ns>.<name>"), so
 ``ip link`` reads the same after switching from aws-node. Two additions, both where aws-node has no
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ipamd.dataplane.netns import netns_problem
-from ipamd.state.datastore import Assignment
+from ipamd.state.datastore import Allocation
 from vpccni.config.settings import Settings
 from vpccni.errors import PlumbingError
 from vpccni.net.hostroutes import HostRoute, main_host_routes, remove_host_routing
@@ -37,7 +38,7 @@ from vpccni.net.nsutil import error_code, fail, iproute
 from vpccni.net.pod import PodAttachment, check_pod, setup_pod, teardown_pod
 from vpccni.net.rtnl import rtnl
 from vpccni.wire.cniresult import host_routing_from_prev_result
-from vpccni.wire.protocol import Allocation, PodRef, Request
+from vpccni.wire.protocol import AllocationResult, PodRef, Request
 
 __all__ = ["DEFAULT_POD_IFNAME", "LinuxPodNetwork", "pod_host_veth_name"]
 
@@ -75,13 +76,13 @@ class LinuxPodNetwork:
 
     # --- PodNetwork -------------------------------------------------------------------------------
 
-    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         return await asyncio.to_thread(self._guarded, "set up pod network", self.setup_blocking, alloc, req)
 
-    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
         await asyncio.to_thread(self._guarded, "tear down pod network", self.teardown_blocking, alloc, req)
 
-    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
         try:
             return await asyncio.to_thread(
                 self._guarded, "check pod network", self.check_blocking, alloc, req
@@ -91,7 +92,7 @@ class LinuxPodNetwork:
 
     # --- the same, blocking (for threads that are already off the loop) ---------------------------
 
-    def setup_blocking(self, alloc: Allocation, req: Request) -> Allocation:
+    def setup_blocking(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         ifname = req.ifname or alloc.container_ifname
         netns = req.netns or alloc.netns
         att = PodAttachment(
@@ -113,7 +114,7 @@ class LinuxPodNetwork:
             netns=netns,
         )
 
-    def teardown_blocking(self, alloc: Allocation | None, req: Request) -> None:
+    def teardown_blocking(self, alloc: AllocationResult | None, req: Request) -> None:
         if alloc is None:
             self._teardown_unknown(req)
             return
@@ -126,7 +127,7 @@ class LinuxPodNetwork:
         remove_host_routing(alloc.ipv4, netns=self.netns)
         teardown_pod(self._attachment(alloc, req, ifname, present or candidates[0]), netns=self.netns)
 
-    def check_blocking(self, alloc: Allocation, req: Request) -> list[str]:
+    def check_blocking(self, alloc: AllocationResult, req: Request) -> list[str]:
         ifname = req.ifname or alloc.container_ifname
         candidates = self._candidate_names(req, ifname, alloc.host_ifname)
         host = self._first_present(candidates) or candidates[0]
@@ -142,11 +143,11 @@ class LinuxPodNetwork:
         return pod_host_veth_name(self.veth_prefix, pod, container_id, ifname or DEFAULT_POD_IFNAME)
 
     @staticmethod
-    def route_table(alloc: Allocation) -> int:
+    def route_table(alloc: AllocationResult) -> int:
         """The allocation's table if set, else from its device number (main for the primary ENI)."""
         return alloc.route_table or route_table_for_device(alloc.device_number)
 
-    def pod_exists_predicate(self) -> Callable[[Assignment], bool]:
+    def pod_exists_predicate(self) -> Callable[[Allocation], bool]:
         """Dump the links once; return "does this allocation's host veth still exist?" for recovery.
 
         Matched like aws-node: a link whose name ends with the allocation's 11-hex hash, whatever its
@@ -155,7 +156,7 @@ class LinuxPodNetwork:
         names = self._guarded("list host links", self._link_names)
         hashes = {name[-_HASH_CHARS:] for name in names if len(name) > _HASH_CHARS}
 
-        def pod_exists(assignment: Assignment) -> bool:
+        def pod_exists(assignment: Allocation) -> bool:
             ifname = assignment.key.ifname or DEFAULT_POD_IFNAME
             name = self.host_ifname(assignment.pod, assignment.key.container_id, ifname)
             return name in names or name[-_HASH_CHARS:] in hashes
@@ -163,7 +164,7 @@ class LinuxPodNetwork:
         return pod_exists
 
     def host_routes(
-        self, allocations: Iterable[Assignment], route_tables: Mapping[str, int]
+        self, allocations: Iterable[Allocation], route_tables: Mapping[str, int]
     ) -> list[HostRoute]:
         """The host routing every allocation needs (for the reconciler); allocations whose ENI is not in
         ``route_tables`` (eni_id -> table) are left out: their table is unknown."""
@@ -181,7 +182,8 @@ class LinuxPodNetwork:
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _attachment(self, alloc: Allocation, req: Request, ifname: str, host_ifname: str) -> PodAttachment:
+    def _attachment(self, alloc: AllocationResult, req: Request, ifname: str,
+                    host_ifname: str) -> PodAttachment:
         return PodAttachment(
             pod_netns=_usable_netns(req.netns or alloc.netns),
             ifname=ifname,

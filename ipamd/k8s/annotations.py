@@ -19,7 +19,7 @@ from typing import Literal
 from ipamd.dataplane.pod import PodNetwork
 from ipamd.k8s.integration import K8sNodeAgent
 from vpccni.errors import KubernetesError
-from vpccni.wire.protocol import Allocation, Request
+from vpccni.wire.protocol import AllocationResult, Request
 
 log = logging.getLogger("ipamd.k8s.annotations")
 
@@ -65,16 +65,16 @@ class AnnotatingPodNetwork:
         self._inner = inner
         self._annotator = annotator
 
-    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         done = await self._inner.setup(alloc, req)
         if req.pod.namespace and req.pod.name:
             self._annotator.queue(("annotate", req.pod.namespace, req.pod.name, done.ipv4))
         return done
 
-    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
         await self._inner.teardown(alloc, req)
         if alloc is not None and req.pod.namespace and req.pod.name:
             self._annotator.queue(("clear", req.pod.namespace, req.pod.name, alloc.ipv4))
 
-    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
         return await self._inner.check(alloc, req)

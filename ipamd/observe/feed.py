@@ -9,8 +9,7 @@ of Prometheus.
   plus per-action call counts for ``/v1/pool`` (our own counters: prometheus' are not meant to be read
   back);
 * the server's :class:`~ipamd.state.hooks.ServerMetrics` (add/del requests, ADDs that found no address,
-  ADD latency, internal errors). These also *poke* the pool loop: an ADD that took an address or found
-  none wakes the loop now instead of at its next period, so the pool refills before the next pod;
+  ADD latency, internal errors);
 * the reconciler's :class:`~ipamd.reconcile.context.ReconcilerMetrics`.
 
 Gauges that mirror state (ENIs, addresses, prefixes, cooldown, per-CIDR use, budget tokens, why the pool
@@ -25,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ipamd.observe.metrics import Metrics
-from ipamd.pool.decision import NodeCapacity, PoolTargets, addresses_per_eni
+from ipamd.pool import NodeCapacity, PoolTargets, addresses_per_eni
 from ipamd.state.datastore import Datastore
 from vpccni.cloud.budget import ActionClass, BucketState
 from vpccni.wire.protocol import NoIpReason
@@ -51,7 +50,6 @@ def _http_status(error_code: str | None, throttled: bool) -> str:
 class MetricsFeed:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.poke: Callable[[], None] = lambda: None
         self.on_throttle: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
         self._calls: dict[str, list[int]] = {}  # action -> [calls, errors, throttled]
@@ -89,15 +87,12 @@ class MetricsFeed:
 
     def add_request(self, outcome: str) -> None:
         self.metrics.add_ip_req_count.inc()
-        self.poke()
 
     def del_request(self, reason: str) -> None:
         self.metrics.del_ip_req_count.labels(reason).inc()
-        self.poke()
 
     def no_ip(self, reason: NoIpReason) -> None:
         self.metrics.no_available_ip_addresses.inc()
-        self.poke()
 
     def assign_latency(self, seconds: float) -> None:
         self.metrics.rpc_duration_seconds.labels("ADD").observe(seconds)

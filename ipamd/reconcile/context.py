@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 from ipamd.reconcile.node import EniTarget, NodeFacts, pod_cidrs
 from ipamd.reconcile.subnets import SubnetCatalog, excluded
+from ipamd.state.checkpoint import Committer
 from ipamd.state.crashpoints import NO_CRASH, CrashPoints
 from ipamd.state.datastore import Datastore
 from vpccni.cloud.base import CloudProvider, NetworkInterface
@@ -79,10 +80,6 @@ class NullReconcilerMetrics:
 
     def in_progress(self, fn: str, delta: int) -> None:
         return None
-
-
-class Committer(Protocol):
-    async def commit(self) -> None: ...
 
 
 @dataclass

@@ -30,13 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import groupby
 
-from ipamd.pool.decision import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
+from ipamd.pool import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
 from ipamd.reconcile.actions import EniActions
 from ipamd.reconcile.context import NodeContext, log
 from ipamd.reconcile.node import node_capacity, pool_targets, pool_timers
 from ipamd.reconcile.status import GrowthStatus
 from ipamd.reconcile.sync import Ec2Sync
-from ipamd.state.recovery import EniView
+from ipamd.state.recovery import DescribedEni
 from vpccni.cloud.aws.imds import ImdsClient
 from vpccni.errors import (
     AddressLimitExceeded,
@@ -55,6 +55,20 @@ from vpccni.wire.protocol import NoIpReason
 UNAUTHORIZED_BACKOFF_FIRST_S = 2.0
 UNAUTHORIZED_BACKOFF_MAX_S = 300.0
 _SUBNET_FULL_HINT = "VPCCNI_SUBNET_FULL_BACKOFF"
+
+
+# How each refusal of a growth call is reported: (error type, reason, sentence, resync from EC2 after it).
+# A limit EC2 enforced means our view of the node may be stale, so the next pass asks EC2 again; so does any
+# other error, whose outcome may be ambiguous.
+GROWTH_REFUSALS: tuple[tuple[type[CloudError], NoIpReason, str, bool], ...] = (
+    (SubnetFull, NoIpReason.SUBNET_FULL, "the subnet has no free address ({detail})", False),
+    (NoCidrBlock, NoIpReason.NO_CIDR_BLOCK, "the subnet has no free aligned /28 ({detail})", False),
+    (EniLimitExceeded, NoIpReason.ENI_LIMIT, "EC2 refused more: {detail}; resyncing from EC2", True),
+    (AddressLimitExceeded, NoIpReason.ENI_LIMIT, "EC2 refused more: {detail}; resyncing from EC2", True),
+    (CloudThrottled, NoIpReason.THROTTLED,
+     "EC2 throttled the pool's calls ({detail}); retrying within the API budget", False),
+)
+_OTHER_REFUSAL = (NoIpReason.CLOUD_ERROR, "{detail}; resyncing from EC2", True)
 
 
 def unauthorized_backoff(refusals: int) -> float:
@@ -95,7 +109,7 @@ class Reconciler:
         self.timers = pool_timers(settings)
         self._node_capacity_pods: int | None = None
         self.capacity = self._capacity()
-        self.peak = PeakWindow(settings.scale_down_window)
+        self.peak = PeakWindow(settings.effective_scale_down_window)
         self.last_decision: Decision | None = None
         self.last_decision_at: float | None = None  # wall-clock
         self.last_decision_basis: PoolStats | None = None  # the counts the decision was made on
@@ -124,7 +138,7 @@ class Reconciler:
 
     # --- start -----------------------------------------------------------------------------------
 
-    async def startup_views(self) -> list[EniView]:
+    async def startup_views(self) -> list[DescribedEni]:
         """EC2's view of our ENIs for recovery (the datastore must still be empty)."""
         async with self.lock:
             views = await self.sync.startup_views()
@@ -175,9 +189,9 @@ class Reconciler:
         wait = self._backoff_until - self._monotonic()
         if wait > 0 and (d.assign or d.new_eni):
             current = self.status.current
-            message = current.message if current is not None else "the subnet has no free address"
-            self.status.block(self._backoff_reason, message.split(" — ")[0] +
-                              f" — next growth attempt in {wait:.0f}s ({self._backoff_hint})")
+            cause = current.cause if current is not None else "the subnet has no free address"
+            self.status.block(self._backoff_reason, cause,
+                              f"next growth attempt in {wait:.0f}s ({self._backoff_hint})")
             return
         if d.assign or d.new_eni:
             self.status.growing = True
@@ -228,30 +242,24 @@ class Reconciler:
     def _grow_failed(self, exc: CloudError) -> None:
         self.ctx.metrics.error("increaseDatastorePool")
         log.warning("growing the pool failed: %s", exc)
-        detail = f"EC2 {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
-        if isinstance(exc, SubnetFull | NoCidrBlock):
-            backoff = self.ctx.settings.subnet_full_backoff
-            self._backoff_until = self._monotonic() + backoff
-            self._backoff_hint = _SUBNET_FULL_HINT
-            full = isinstance(exc, SubnetFull)
-            self._backoff_reason = NoIpReason.SUBNET_FULL if full else NoIpReason.NO_CIDR_BLOCK
-            what = "the subnet has no free address" if full else "the subnet has no free aligned /28"
-            self.status.block(self._backoff_reason, f"{what} ({detail}) — next growth attempt in "
-                              f"{backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)")
-        elif isinstance(exc, EniLimitExceeded | AddressLimitExceeded):
-            self.resync_requested = True
-            self.status.block(NoIpReason.ENI_LIMIT, f"EC2 refused more: {detail}; resyncing from EC2")
-        elif isinstance(exc, CloudThrottled):
-            self.status.block(NoIpReason.THROTTLED, f"EC2 throttled the pool's calls ({detail}); retrying "
-                              "within the API budget")
-        elif isinstance(exc, Unauthorized):
+        if isinstance(exc, Unauthorized):
             self._backoff_until = self._grow_refusals.refused(self._monotonic())
             self._backoff_reason = NoIpReason.UNAUTHORIZED
             self._backoff_hint = f"doubling while EC2 refuses, at most {UNAUTHORIZED_BACKOFF_MAX_S:g}s"
             self._unauthorized(exc)
-        else:
-            self.resync_requested = True  # the outcome may be ambiguous: ask EC2 what happened
-            self.status.block(NoIpReason.CLOUD_ERROR, f"{detail}; resyncing from EC2")
+            return
+        detail = f"EC2 {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
+        reason, says, resync = next(((r, s, again) for kind, r, s, again in GROWTH_REFUSALS
+                                     if isinstance(exc, kind)), _OTHER_REFUSAL)
+        self.resync_requested = self.resync_requested or resync
+        retry = ""
+        if reason in (NoIpReason.SUBNET_FULL, NoIpReason.NO_CIDR_BLOCK):
+            backoff = self.ctx.settings.subnet_full_backoff
+            self._backoff_until = self._monotonic() + backoff
+            self._backoff_hint = _SUBNET_FULL_HINT
+            self._backoff_reason = reason
+            retry = f"next growth attempt in {backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)"
+        self.status.block(reason, says.format(detail=detail), retry)
 
     def _unauthorized(self, exc: Unauthorized) -> None:
         self.unauthorized[exc.action] = exc.message or exc.code

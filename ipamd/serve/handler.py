@@ -25,17 +25,23 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from ipamd.dataplane.netns import netns_problem
 from ipamd.dataplane.pod import PodNetwork
 from ipamd.serve.keylocks import KeyLocks
-from ipamd.state.checkpoint import CheckpointWriteError
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore
-from ipamd.state.hooks import DatastorePoolStatus, InMemoryServerMetrics, PoolStatus, ServerMetrics
+from ipamd.state.checkpoint import CheckpointWriteError, Committer
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore
+from ipamd.state.hooks import (
+    DatastorePoolStatus,
+    InMemoryServerMetrics,
+    NoDemandSignal,
+    PoolDemand,
+    PoolStatus,
+    ServerMetrics,
+)
 from vpccni.wire.protocol import (
     PROTOCOL_VERSION,
-    Allocation,
+    AllocationResult,
     ErrorKind,
     NoIpReason,
     Op,
@@ -47,12 +53,6 @@ from vpccni.wire.protocol import (
 log = logging.getLogger(__name__)
 
 OK = Response(ok=True)
-
-
-class Committer(Protocol):
-    async def commit(self) -> None:
-        """Return once every datastore change made before the call is durable."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class RequestHandler:
         podnet: PodNetwork,
         *,
         pool_status: PoolStatus | None = None,
+        demand: PoolDemand | None = None,
         metrics: ServerMetrics | None = None,
         settings: HandlerSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -77,6 +78,7 @@ class RequestHandler:
         self._committer = committer
         self._podnet = podnet
         self._pool_status = pool_status or DatastorePoolStatus(datastore)
+        self._demand: PoolDemand = demand or NoDemandSignal()
         self.metrics: ServerMetrics = metrics or InMemoryServerMetrics()
         self._settings = settings or HandlerSettings()
         self._monotonic = monotonic
@@ -106,6 +108,7 @@ class RequestHandler:
             response = await self._add(req, received_at)
             error = response.error
             self.metrics.add_request("ok" if error is None else str(error.kind))
+            self._demand.poke()  # an address was taken, or none was there: the pool looks again now
             return response
         if req.op is Op.DEL:
             return await self._del(req, received_at)
@@ -151,7 +154,7 @@ class RequestHandler:
             self.metrics.assign_latency(self._monotonic() - started)
             return Response(ok=True, allocation=alloc)
 
-    async def _roll_back(self, key: AllocationKey, alloc: Allocation, req: Request) -> None:
+    async def _roll_back(self, key: AllocationKey, alloc: AllocationResult, req: Request) -> None:
         try:
             await self._podnet.teardown(alloc, req)
         except Exception as exc:
@@ -185,6 +188,7 @@ class RequestHandler:
                     return Response.failure(ErrorKind.INTERNAL, f"release of {held.address} not durable: "
                                             f"{exc}")
             self.metrics.del_request(req.reason or "PodDeleted")
+            self._demand.poke()
             return OK
 
     async def _check(self, req: Request) -> Response:
@@ -244,9 +248,9 @@ class RequestHandler:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _allocation(self, held: Assignment) -> Allocation:
+    def _allocation(self, held: Allocation) -> AllocationResult:
         eni = self._ds.eni(held.eni_id)
-        return Allocation(
+        return AllocationResult(
             ipv4=held.address,
             prefix_len=32,
             gateway=self._settings.gateway,

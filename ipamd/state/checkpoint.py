@@ -34,9 +34,9 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore
 from vpccni import fsutil
 from vpccni.errors import PermanentError, RetryableError
 from vpccni.wire.protocol import PodRef
@@ -55,7 +55,7 @@ class CooldownRecord:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointData:
-    allocations: tuple[Assignment, ...] = ()
+    allocations: tuple[Allocation, ...] = ()
     cooldown: tuple[CooldownRecord, ...] = ()
     format: str = VERSION  # the version the data was read from (AWS_VERSION after a migration)
 
@@ -135,7 +135,7 @@ def _decode_ours(top: _Fields) -> CheckpointData:
     allocations = []
     for f in top.items("allocations"):
         pod = f.sub("pod")
-        allocations.append(Assignment(
+        allocations.append(Allocation(
             key=AllocationKey(f.text("network"), f.text("container_id"), f.text("ifname")),
             address=f.address("address"),
             eni_id=f.text("eni_id", required=False),
@@ -156,7 +156,7 @@ def _decode_aws(top: _Fields) -> CheckpointData:
     allocations = []
     for f in top.items("allocations"):
         meta = f.sub("metadata")
-        allocations.append(Assignment(
+        allocations.append(Allocation(
             key=AllocationKey(f.text("networkName"), f.text("containerID"), f.text("ifName")),
             address=f.address("ipv4"),
             eni_id="",
@@ -215,6 +215,14 @@ def snapshot_of(datastore: Datastore, now: float) -> CheckpointData:
     for address, released_at in datastore.cooling(now):
         cooldown.append(CooldownRecord(address, released_at, datastore.eni_of(address) or ""))
     return CheckpointData(tuple(datastore.allocations()), tuple(cooldown))
+
+
+class Committer(Protocol):
+    """Makes the datastore durable: what the handler and the reconciler wait on after a change."""
+
+    async def commit(self) -> None:
+        """Return once every datastore change made before the call is durable."""
+        ...
 
 
 class GroupCommitter:

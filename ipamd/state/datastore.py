@@ -29,11 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from ipamd.pool.decision import CidrState, EniState, PoolState
+from ipamd.pool import CidrState, EniState, PoolState
 from vpccni.errors import PermanentError
+from vpccni.net.names import route_table_for_device
 from vpccni.wire.protocol import PodRef
-
-MAIN_ROUTE_TABLE = 254
 
 
 class AllocationKey(NamedTuple):
@@ -45,7 +44,7 @@ class AllocationKey(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class Assignment:
+class Allocation:
     """One address held by one attachment."""
 
     key: AllocationKey
@@ -67,8 +66,8 @@ class EniInfo:
 
     @property
     def route_table(self) -> int:
-        """Pods on the primary ENI route through main; the others through table device_number + 1."""
-        return MAIN_ROUTE_TABLE if self.is_primary else self.device_number + 1
+        """Pods on the primary ENI (device 0) route through main; the others through device_number + 1."""
+        return route_table_for_device(self.device_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,7 @@ class InUse(DatastoreError):
 
 
 class AddressUnavailable(DatastoreError):
-    """A restored assignment names an address this node does not hold, or one already taken."""
+    """A restored allocation names an address this node does not hold, or one already taken."""
 
 
 class _Eni:
@@ -160,7 +159,7 @@ def _expand(cidr: str) -> tuple[str, tuple[str, ...], bool]:
 
 
 class Datastore:
-    """ENIs, CIDRs and assignments of one node. Not thread-safe: one asyncio loop owns it."""
+    """ENIs, CIDRs and allocations of one node. Not thread-safe: one asyncio loop owns it."""
 
     def __init__(
         self,
@@ -176,8 +175,8 @@ class Datastore:
         self._enis: dict[str, _Eni] = {}
         self._cidrs: dict[str, _Cidr] = {}
         self._addr_cidr: dict[str, _Cidr] = {}
-        self._by_key: dict[AllocationKey, Assignment] = {}
-        self._by_address: dict[str, Assignment] = {}
+        self._by_key: dict[AllocationKey, Allocation] = {}
+        self._by_address: dict[str, Allocation] = {}
         self._released_at: dict[str, float] = {}  # free addresses that served a pod before
         self._never_used: deque[str] = deque()
         self._released: list[tuple[float, int, str]] = []  # heap; stale entries skipped on pop
@@ -202,11 +201,12 @@ class Datastore:
         self._enis[eni_id] = _Eni(info)
         return info
 
-    def remove_eni(self, eni_id: str, *, force: bool = False) -> list[Assignment]:
+    def remove_eni(self, eni_id: str, *, force: bool = False) -> list[Allocation]:
         """Forget an ENI and its CIDRs. Refuses while an address is assigned or cooling unless ``force``;
-        returns the assignments dropped by force."""
-        eni = self._eni(eni_id)
-        return self.remove_cidrs(eni_id, list(eni.cidrs), force=force, _then_drop_eni=True)
+        returns the allocations dropped by force."""
+        dropped = self.remove_cidrs(eni_id, list(self._eni(eni_id).cidrs), force=force)
+        del self._enis[eni_id]  # remove_cidrs refused (raised) unless every CIDR could go
+        return dropped
 
     def add_cidrs(self, eni_id: str, cidrs: Iterable[str]) -> list[str]:
         """Add CIDRs EC2 shows on ``eni_id``; returns those that were new (re-adding is a no-op)."""
@@ -232,11 +232,9 @@ class Datastore:
             added.append(cidr)
         return added
 
-    def remove_cidrs(
-        self, eni_id: str, cidrs: Iterable[str], *, force: bool = False, _then_drop_eni: bool = False
-    ) -> list[Assignment]:
+    def remove_cidrs(self, eni_id: str, cidrs: Iterable[str], *, force: bool = False) -> list[Allocation]:
         """Remove CIDRs from ``eni_id`` (all or nothing). Refuses CIDRs with an address assigned or
-        cooling unless ``force`` (EC2 no longer shows them); returns the assignments dropped by force."""
+        cooling unless ``force`` (EC2 no longer shows them); returns the allocations dropped by force."""
         eni = self._eni(eni_id)
         now = self._clock()
         targets: dict[str, _Cidr] = {}
@@ -248,7 +246,7 @@ class Datastore:
         busy = [c.cidr for c in targets.values() if c.assigned or self._cooling_in(c, now)]
         if busy and not force:
             raise InUse(f"ENI {eni_id}: CIDRs with addresses assigned or cooling: {', '.join(busy)}")
-        dropped: list[Assignment] = []
+        dropped: list[Allocation] = []
         for entry in targets.values():
             for address in entry.addresses:
                 held = self._by_address.pop(address, None)
@@ -259,13 +257,11 @@ class Datastore:
                 del self._addr_cidr[address]
             del eni.cidrs[entry.cidr]
             del self._cidrs[entry.cidr]
-        if _then_drop_eni:
-            del self._enis[eni_id]
         return dropped
 
     # --- pods ------------------------------------------------------------------------------------
 
-    def assign(self, key: AllocationKey, *, pod: PodRef | None = None, netns: str = "") -> Assignment | None:
+    def assign(self, key: AllocationKey, *, pod: PodRef | None = None, netns: str = "") -> Allocation | None:
         """The address of ``key``, assigning a free one if it has none; None when nothing is free."""
         held = self._by_key.get(key)
         if held is not None:
@@ -274,10 +270,10 @@ class Datastore:
         address = self._take_free(now)
         if address is None:
             return None
-        return self._hold(Assignment(key, address, self._addr_cidr[address].eni.info.eni_id,
+        return self._hold(Allocation(key, address, self._addr_cidr[address].eni.info.eni_id,
                                      pod or PodRef(), netns, now))
 
-    def release(self, key: AllocationKey, *, cooldown: bool = True) -> Assignment | None:
+    def release(self, key: AllocationKey, *, cooldown: bool = True) -> Allocation | None:
         """Free the address of ``key`` (into cooldown unless ``cooldown`` is False, e.g. an ADD rolled
         back before the pod could use it). Unknown key: None."""
         held = self._by_key.pop(key, None)
@@ -294,20 +290,20 @@ class Datastore:
             heapq.heappush(self._released, (released_at, next(self._seq), held.address))
         return held
 
-    def restore(self, assignment: Assignment) -> Assignment:
-        """Re-hold an assignment from the checkpoint. The address must be on an ENI of this node and
+    def restore(self, allocation: Allocation) -> Allocation:
+        """Re-hold an allocation from the checkpoint. The address must be on an ENI of this node and
         free; its ENI is taken from the datastore, not from the record."""
-        entry = self._addr_cidr.get(assignment.address)
+        entry = self._addr_cidr.get(allocation.address)
         if entry is None:
-            raise AddressUnavailable(f"address {assignment.address} is on no ENI of this node")
-        other = self._by_address.get(assignment.address)
+            raise AddressUnavailable(f"address {allocation.address} is on no ENI of this node")
+        other = self._by_address.get(allocation.address)
         if other is not None:
-            raise AddressUnavailable(f"address {assignment.address} is already held by {tuple(other.key)}")
-        if assignment.key in self._by_key:
-            raise AddressUnavailable(f"key {tuple(assignment.key)} already holds "
-                                     f"{self._by_key[assignment.key].address}")
-        self._released_at.pop(assignment.address, None)
-        return self._hold(replace(assignment, eni_id=entry.eni.info.eni_id))
+            raise AddressUnavailable(f"address {allocation.address} is already held by {tuple(other.key)}")
+        if allocation.key in self._by_key:
+            raise AddressUnavailable(f"key {tuple(allocation.key)} already holds "
+                                     f"{self._by_key[allocation.key].address}")
+        self._released_at.pop(allocation.address, None)
+        return self._hold(replace(allocation, eni_id=entry.eni.info.eni_id))
 
     def restore_cooldown(self, address: str, released_at: float) -> bool:
         """Record a release time from the checkpoint for a free address; True if it is still cooling.
@@ -325,13 +321,13 @@ class Datastore:
 
     # --- lookups ---------------------------------------------------------------------------------
 
-    def get(self, key: AllocationKey) -> Assignment | None:
+    def get(self, key: AllocationKey) -> Allocation | None:
         return self._by_key.get(key)
 
-    def by_address(self, address: str) -> Assignment | None:
+    def by_address(self, address: str) -> Allocation | None:
         return self._by_address.get(address)
 
-    def allocations(self) -> list[Assignment]:
+    def allocations(self) -> list[Allocation]:
         return list(self._by_key.values())
 
     def eni_of(self, address: str) -> str | None:
@@ -355,8 +351,11 @@ class Datastore:
         return [(a, t) for a, t in self._released_at.items() if now - t < self.cooldown_s]
 
     def free_count(self, now: float | None = None) -> int:
-        """Addresses an ADD could get right now."""
-        return self.stats(now).free
+        """Addresses an ADD could get right now (the readiness probe asks: no per-ENI stats are built)."""
+        now = self._clock() if now is None else now
+        cooling = self._cooling_per_cidr(now)
+        return sum(len(c.addresses) - c.assigned - cooling.get(c.cidr, 0)
+                   for c in self._cidrs.values() if c.serves_pods)
 
     def stale_mode_cidrs(self) -> list[tuple[str, str]]:
         """(eni_id, cidr) of empty, non-cooling CIDRs of the other mode: the reconciler hands them back."""
@@ -410,11 +409,11 @@ class Datastore:
             raise UnknownEni(f"ENI {eni_id} is not in the datastore")
         return eni
 
-    def _hold(self, assignment: Assignment) -> Assignment:
-        self._by_key[assignment.key] = assignment
-        self._by_address[assignment.address] = assignment
-        self._addr_cidr[assignment.address].assigned += 1
-        return assignment
+    def _hold(self, allocation: Allocation) -> Allocation:
+        self._by_key[allocation.key] = allocation
+        self._by_address[allocation.address] = allocation
+        self._addr_cidr[allocation.address].assigned += 1
+        return allocation
 
     def _servable(self, address: str) -> bool:
         entry = self._addr_cidr.get(address)

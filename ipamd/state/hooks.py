@@ -1,9 +1,12 @@
-"""Two small interfaces the server reports through, with defaults good enough to run without the rest.
+"""Small interfaces the server reports through, with defaults good enough to run without the rest.
 
 * :class:`PoolStatus` answers "why is there no free address?" — the reason travels in the ADD/STATUS
   error to the CNI result, so ``kubectl describe pod`` says *subnet full* instead of aws-node's bare
   "failed to assign an IP address to container". The reconciler implements it with what it saw from EC2;
   :class:`DatastorePoolStatus` is the fallback that only knows the datastore.
+* :class:`PoolDemand` is told when demand changed (an ADD took an address or found none, a DEL gave one
+  back), so the pool loop looks again now instead of at its next period and refills before the next pod;
+  the app layer wires it to the loop's wake-up.
 * :class:`ServerMetrics` receives request outcomes; the metrics engineer maps it onto prometheus
   (``awscni_add_ip_req_count``, ``awscni_del_ip_req_count{reason}``, ``awscni_no_available_ip_addresses``,
   ``awscni_ipamd_error_count{fn}``); :class:`InMemoryServerMetrics` keeps plain counters.
@@ -39,6 +42,19 @@ class DatastorePoolStatus:
         return NoIpReason.GROWING, (
             f"all {stats.total} addresses are in use: {stats.assigned} assigned, {stats.cooling} cooling "
             f"(IP_COOLDOWN_PERIOD={self._datastore.cooldown_s:g}s); the pool is being topped up")
+
+
+class PoolDemand(Protocol):
+    def poke(self) -> None:
+        """Demand changed: the pool should look at itself again soon (cheap; never blocks)."""
+        ...
+
+
+class NoDemandSignal:
+    """For a handler without a pool loop (tests, the RPC benchmark's server)."""
+
+    def poke(self) -> None:
+        return None
 
 
 class ServerMetrics(Protocol):

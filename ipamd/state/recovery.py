@@ -1,7 +1,7 @@
 """Restart recovery: rebuild the datastore from what EC2 shows on our ENIs plus the checkpoint.
 
 EC2 is the truth for which addresses this node holds (never IMDS alone, aws #1967/#3887): the reconciler
-fetches the ENIs and their CIDRs and passes them in as plain :class:`EniView` data. The checkpoint says
+fetches the ENIs and their CIDRs and passes them in as plain :class:`DescribedEni` data. The checkpoint says
 who held what. An allocation survives when its address is still on one of our ENIs, its key is not a
 duplicate and its pod still exists on the host (``pod_exists``; plumbing supplies the veth check later,
 until then every pod is presumed alive). Everything else is dropped and reported, never silently. When
@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ipamd.state.checkpoint import VERSION, CheckpointData
-from ipamd.state.datastore import AddressUnavailable, Assignment, Datastore, DatastoreError
+from ipamd.state.datastore import AddressUnavailable, Allocation, Datastore, DatastoreError
 
 
 @dataclass(frozen=True, slots=True)
-class EniView:
+class DescribedEni:
     """One ENI as EC2 describes it: ``cidrs`` are its secondary /32s and /28 prefixes (not the primary
     address, which never serves pods)."""
 
@@ -37,13 +37,13 @@ class EniView:
 
 @dataclass(frozen=True, slots=True)
 class DroppedAllocation:
-    assignment: Assignment
+    allocation: Allocation
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
-    kept: tuple[Assignment, ...]
+    kept: tuple[Allocation, ...]
     dropped: tuple[DroppedAllocation, ...]
     cooldown_restored: int
     cooldown_dropped: int  # expired, or the address is gone or assigned
@@ -54,16 +54,16 @@ class RecoveryReport:
         return bool(self.dropped) or (self.source_format not in (None, VERSION))
 
 
-def _always(_: Assignment) -> bool:
+def _always(_: Allocation) -> bool:
     return True
 
 
 def recover(
     datastore: Datastore,
     checkpoint: CheckpointData | None,
-    enis: Sequence[EniView],
+    enis: Sequence[DescribedEni],
     *,
-    pod_exists: Callable[[Assignment], bool] = _always,
+    pod_exists: Callable[[Allocation], bool] = _always,
 ) -> RecoveryReport:
     """Fill an empty ``datastore`` from ``enis`` (EC2's view) and ``checkpoint``; report what was kept."""
     if datastore.enis() or datastore.allocations():
@@ -75,7 +75,7 @@ def recover(
     if checkpoint is None:
         return RecoveryReport((), (), 0, 0, None)
 
-    kept: list[Assignment] = []
+    kept: list[Allocation] = []
     dropped: list[DroppedAllocation] = []
     for record in sorted(checkpoint.allocations, key=lambda a: a.assigned_at):
         if not pod_exists(record):

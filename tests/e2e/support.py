@@ -30,9 +30,9 @@ from tests.libcni import Libcni, Run, k8s_args
 from vpccni.localcloud.vpc.netns import Netns
 from vpccni.net.nsutil import iproute
 from vpccni.testing.cluster import ClusterNode, EmulatedCluster
+from vpccni.wire.cnicodes import TRY_AGAIN_LATER
 
 PREFIX = "ee"
-TRY_AGAIN_LATER = 11
 ENI_LINK = re.compile(r"^eth\d+$")
 ENI_RULE_PRIORITY = 32765  # from <ENI primary address> lookup <ENI table>: follows the pool
 KERNEL_RULE_PRIORITIES = {0, 32766, 32767}

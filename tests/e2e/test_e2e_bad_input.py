@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from plugin.cni import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENV
 from vpccni.localcloud.vpc.netns import Netns
 from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 from vpccni.testing.cluster_node import request_config
+from vpccni.wire.cnicodes import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENV
 
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bad-input"
 

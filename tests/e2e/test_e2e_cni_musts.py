@@ -1,4 +1,5 @@
-"""Every CNI MUST of reference §A.2 against the real plugin and a real ipamd on an emulated node.
+"""Every MUST of the CNI spec's operations (ADD, DEL, CHECK, GC, STATUS, VERSION) against the real plugin and
+a real ipamd on an emulated node.
 
 ADD/CHECK/DEL go through the real libcni (the runtime side: its cache feeds prevResult to CHECK and DEL);
 GC and STATUS, which libcni 1.1.2 predates, are exec'd the way a CNI 1.1 runtime would (request derived
@@ -15,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from plugin.cni import CHECK_FAILED, NO_IP, STATUS_UNAVAILABLE
 from tests.e2e.support import Runtime, host_routing, link_exists, wait_until
 from tests.libcni import gc_config
 from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 from vpccni.testing.cluster_node import request_config
+from vpccni.wire.cnicodes import CHECK_FAILED, NO_IP, STATUS_UNAVAILABLE
 from vpccni.wire.protocol import spool_dir_for
 
 LIBCNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")  # every version libcni 1.1.2 parses
@@ -109,7 +110,8 @@ def test_del_while_ipamd_is_down_then_restart_puts_the_address_back(
 
 def test_check_fails_and_names_a_route_deleted_by_hand(cluster: EmulatedCluster, pods: Runtime) -> None:
     node = cluster.nodes[0]
-    # With bandwidth's runtimeConfig: Debian's bandwidth 1.1.1 CHECK panics without one (machine-facts §8).
+    # With bandwidth's runtimeConfig: Debian's bandwidth 1.1.1 CHECK panics without one (a nil dereference in
+    # its CHECK).
     pod = pods.add(node, cap_args={"bandwidth": BANDWIDTH})
     healthy = pods.check(pod)
     assert healthy.returncode == 0, healthy.describe()

@@ -25,7 +25,8 @@ from typing import TypeVar
 
 from vpccni.benchmarks.stats import LatencySummary
 from vpccni.net.nsutil import run_in_netns
-from vpccni.wire.client import call, http_get
+from vpccni.wire.client import call
+from vpccni.wire.introspection import http_get
 from vpccni.wire.protocol import Op, Request
 
 T = TypeVar("T")

@@ -30,7 +30,8 @@ from vpccni.benchmarks.churn_trace import PodLife, TimeScale, churn_trace, peak_
 from vpccni.benchmarks.stats import machine_load
 from vpccni.console import fail
 from vpccni.testing.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
-from vpccni.wire.client import IpamdUnreachable, call, call_async, introspect
+from vpccni.wire.client import IpamdUnreachable, call, call_async
+from vpccni.wire.introspection import introspect
 from vpccni.wire.protocol import ErrorKind, Op, Request
 
 GOAL_MUTATING_PER_1000 = 20.0

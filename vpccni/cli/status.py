@@ -21,7 +21,8 @@ import os
 import sys
 from typing import Any
 
-from vpccni.wire.client import IpamdUnreachable, call, introspect
+from vpccni.wire.client import IpamdUnreachable, call
+from vpccni.wire.introspection import introspect
 from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, Op, Request
 
 DEFAULT_INTROSPECTION = "127.0.0.1:61679"

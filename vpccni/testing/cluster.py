@@ -74,6 +74,7 @@ from vpccni.testing.probes import (
     tcp_to_host_port,
     tcp_to_pod,
 )
+from vpccni.wire.cnicodes import TRY_AGAIN_LATER
 
 __all__ = [
     "FAST_TIMERS",
@@ -90,7 +91,6 @@ __all__ = [
 DEFAULT_NODE_TYPES = ("m5.large", "t3.medium")
 DEFAULT_PREFIX = "vc"
 CHAINED_PLUGINS = ("portmap", "tuning", "bandwidth", "loopback")  # Debian's, from /usr/lib/cni
-TRY_AGAIN_LATER = 11  # the CNI code of "no IP yet, the pool is growing" (plugin/cni.py)
 _WORKDIR_ROOT = "/tmp"  # short: ipamd's socket path must fit in 108 bytes
 
 

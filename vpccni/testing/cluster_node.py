@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from vpccni.node.conflist import CONFLIST_FILENAME, ConflistOptions, build_conflist
 from vpccni.node.init import NodeInitOptions, run_node_init
 from vpccni.testing.ipamd_process import IpamdExited, IpamdPaths, IpamdProcess, ipamd_env
-from vpccni.wire.client import IpamdUnreachable, call, introspect
+from vpccni.wire.client import IpamdUnreachable, call
+from vpccni.wire.introspection import introspect
 from vpccni.wire.protocol import Op, Request, Response
 
 if TYPE_CHECKING:

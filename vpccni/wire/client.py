@@ -1,93 +1,112 @@
-"""Talking to a running ipamd from another process: its Unix socket and its introspection API.
+"""The one client of ipamd's Unix socket: one request, one response, within a deadline.
 
-``vpccni status``, the chart's probes, ``vpccni bench churn`` and the test harnesses use this; it may not
-import ipamd (the import rules keep the library apart from the daemon), so it speaks the wire protocol
-(:mod:`vpccni.wire.protocol`) and plain HTTP. Blocking and standard library only.
-
-Introspection addresses are INTROSPECTION_BIND_ADDRESS's syntax: ``host:port`` or ``unix:<path>``.
+The plugin, ``vpccni status`` and the chart's probes, the benchmarks and the test harnesses all talk to ipamd
+through this module. It is standard library only (the plugin imports it on every exec) and may not import
+ipamd. The plugin sends exactly one request line and reads exactly one response line
+(:mod:`vpccni.wire.protocol`); a load generator may use :func:`call_async` from an event loop. Failures are
+told apart by type because the caller treats them differently: :class:`IpamdUnreachable` (nobody listening, or
+the connection dropped before an answer) and :class:`IpamdTimeout` (no answer in time) are both "ipamd is not
+serving" -- ADD retries later, DEL falls back to local teardown plus a release record -- while a malformed
+answer is a :class:`vpccni.errors.ProtocolError` (version skew). Connect has its own short timeout: connecting
+to a live Unix socket is immediate, so waiting long there only delays the DEL fallback.
 """
 
 from __future__ import annotations
 
-import asyncio
-import http.client
-import json
-import socket
-from typing import Any
+import _socket  # the C module: `import socket` (selectors, enum wrappers) costs ~2 ms per exec
+import time
 
-from vpccni.wire.protocol import Request, Response, decode_response, encode_request
+from vpccni.errors import ProtocolError, RetryableError
+from vpccni.wire.protocol import (
+    MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
+    Request,
+    Response,
+    decode_response,
+    encode_request,
+)
 
+CONNECT_TIMEOUT_S = 1.0
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class IpamdUnreachable(Exception):
-    """ipamd did not answer (no socket, refused, closed without a reply, timed out)."""
+class IpamdUnreachable(RetryableError):
+    """Nothing accepted the connection, or it closed before ipamd answered."""
 
 
-def call(socket_path: str, req: Request, timeout_s: float = DEFAULT_TIMEOUT_S) -> Response:
-    """One request over ipamd's socket, one response."""
+class IpamdTimeout(IpamdUnreachable):
+    """ipamd accepted the request but did not answer within the deadline."""
+
+
+def call(socket_path: str, request: Request, timeout_s: float = DEFAULT_TIMEOUT_S) -> Response:
+    """Send ``request`` and return ipamd's response; raise one of the types above on failure."""
+    deadline = time.monotonic() + timeout_s
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout_s)
+        sock.settimeout(min(CONNECT_TIMEOUT_S, timeout_s))
+        try:
             sock.connect(socket_path)
-            sock.sendall(encode_request(req))
-            with sock.makefile("rb") as stream:
-                line = stream.readline()
-    except OSError as exc:
-        raise IpamdUnreachable(f"{socket_path}: {exc.strerror or exc}") from exc
-    if not line:
-        raise IpamdUnreachable(f"{socket_path}: closed without an answer")
+        except TimeoutError:
+            raise IpamdUnreachable(f"ipamd at {socket_path} did not accept a connection in time") from None
+        except OSError as exc:
+            raise IpamdUnreachable(
+                f"ipamd is not reachable at {socket_path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            sock.settimeout(_remaining(deadline, socket_path, timeout_s))
+            sock.sendall(encode_request(request))
+            line = _read_line(sock, deadline, socket_path, timeout_s)
+        except TimeoutError:
+            raise IpamdTimeout(f"ipamd at {socket_path} did not answer within {timeout_s:g} s") from None
+        except OSError as exc:
+            raise IpamdUnreachable(
+                f"the connection to ipamd at {socket_path} failed: {exc.strerror or exc}"
+            ) from None
+    finally:
+        sock.close()
     try:
-        return decode_response(line)
-    except ValueError as exc:
-        raise IpamdUnreachable(f"{socket_path}: unreadable answer: {exc}") from exc
+        response = decode_response(line)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ProtocolError(f"malformed response from ipamd: {exc}") from None
+    if response.v != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"ipamd answered with protocol version {response.v}, this plugin speaks {PROTOCOL_VERSION}"
+        )
+    return response
 
 
-async def call_async(socket_path: str, req: Request) -> Response:
+def _remaining(deadline: float, socket_path: str, timeout_s: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise IpamdTimeout(f"ipamd at {socket_path} did not answer within {timeout_s:g} s")
+    return left
+
+
+def _read_line(sock: _socket.socket, deadline: float, socket_path: str, timeout_s: float) -> bytes:
+    buf = bytearray()
+    while True:
+        sock.settimeout(_remaining(deadline, socket_path, timeout_s))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise IpamdUnreachable(f"ipamd at {socket_path} closed the connection without answering")
+        buf += chunk
+        end = buf.find(b"\n")
+        if end >= 0:
+            return bytes(buf[:end])
+        if len(buf) > MAX_LINE_BYTES:
+            raise ProtocolError(f"response from ipamd exceeds {MAX_LINE_BYTES} bytes without a newline")
+
+
+async def call_async(socket_path: str, request: Request) -> Response:
     """The same one-request exchange from inside an event loop (load generators, async tests)."""
-    reader, writer = await asyncio.open_unix_connection(socket_path)
+    import asyncio  # only the load generators come here; the plugin never imports asyncio
+
+    reader, writer = await asyncio.open_unix_connection(socket_path, limit=MAX_LINE_BYTES)
     try:
-        writer.write(encode_request(req))
-        return decode_response(await reader.readline())
+        writer.write(encode_request(request))
+        line = await reader.readline()
     finally:
         writer.close()
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def _connection(address: str, timeout_s: float) -> http.client.HTTPConnection:
-    if address.startswith("unix:"):
-        return _UnixHTTPConnection(address[len("unix:") :], timeout_s)
-    host, _, port = address.rpartition(":")
-    return http.client.HTTPConnection(host.strip("[]") or "127.0.0.1", int(port), timeout=timeout_s)
-
-
-def http_get(address: str, path: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[int, bytes]:
-    """(status, body) of ``GET path`` on an introspection or metrics address."""
-    conn = _connection(address, timeout_s)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        raise IpamdUnreachable(f"{address}{path}: {exc}") from exc
-    finally:
-        conn.close()
-
-
-def introspect(address: str, path: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
-    """The JSON document at ``path`` (e.g. ``/v1/pool``); a non-200 answer raises IpamdUnreachable."""
-    status, body = http_get(address, path, timeout_s)
-    if status != 200:
-        raise IpamdUnreachable(f"{address}{path}: HTTP {status}: {body[:200].decode(errors='replace')}")
-    return json.loads(body)
+    if not line:
+        raise IpamdUnreachable(f"ipamd at {socket_path} closed the connection without answering")
+    return decode_response(line)

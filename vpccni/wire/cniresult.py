@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import _socket
 
-from vpccni.wire.values import Record
+from vpccni.wire.values import Record, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 
+@record
 class HostRouting(Record):
     """One pod address and the host veth its /32 route should point at (None if unknown)."""
 
-    __slots__ = ("address", "host_ifname")
     address: str
     host_ifname: str | None
-
-    def __init__(self, address: str, host_ifname: str | None) -> None:
-        self.address = address
-        self.host_ifname = host_ifname
 
 
 def host_routing_from_prev_result(prev_result: dict[str, Any] | None, ifname: str) -> list[HostRouting]:

@@ -33,12 +33,14 @@ from __future__ import annotations
 import os
 
 from vpccni.wire import wirejson
-from vpccni.wire.values import Constants, Record
+from vpccni.wire.values import Constants, Record, record
 
 # Annotations only: `import typing` at run time would cost the plugin ~1.5 ms on every exec.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, ClassVar
+    from typing import Any, ClassVar, TypeVar
+
+    R = TypeVar("R", bound=Record)
 
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET_PATH = "/run/vpccni/ipamd.sock"
@@ -73,14 +75,14 @@ class Op(Constants):
 
 
 class ErrorKind(Constants):
-    """Why a request failed. ``plugin.cni`` maps each kind to exactly one CNI error code."""
+    """Why a request failed. :mod:`vpccni.wire.cnicodes` maps each kind to exactly one CNI error code."""
 
     BAD_REQUEST: ClassVar[ErrorKind]  # malformed or invalid fields (names the field)
     UNSUPPORTED_VERSION: ClassVar[ErrorKind]
     NO_IP: ClassVar[ErrorKind]  # the pool has no free address; ``reason`` says why
     NOT_READY: ClassVar[ErrorKind]  # ipamd starting/recovering
     TRY_AGAIN: ClassVar[ErrorKind]  # transient (deadline, contention)
-    INVALID_NETNS: ClassVar[ErrorKind]  # netns path missing or not a network namespace
+    INVALID_NETNS: ClassVar[ErrorKind]  # netns missing or not a pod's network namespace
     CHECK_FAILED: ClassVar[ErrorKind]  # CHECK found something missing; message names it
     PLUMBING: ClassVar[ErrorKind]  # netlink/iptables failure while plumbing (rolled back)
     INTERNAL: ClassVar[ErrorKind]
@@ -103,308 +105,207 @@ class NoIpReason(Constants):
     GROWING: ClassVar[NoIpReason]  # the pool is being topped up right now
 
 
+@record
 class PodRef(Record):
-    __slots__ = ("namespace", "name", "uid", "infra_container_id")
-    namespace: str
-    name: str
-    uid: str
-    infra_container_id: str
+    """The pod an attachment belongs to, from the runtime's CNI_ARGS (each part may be unknown: "")."""
 
-    def __init__(
-        self, namespace: str = "", name: str = "", uid: str = "", infra_container_id: str = ""
-    ) -> None:
-        self.namespace = namespace
-        self.name = name
-        self.uid = uid
-        self.infra_container_id = infra_container_id
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    infra_container_id: str = ""
 
 
-class Attachment(Record):
-    __slots__ = ("container_id", "ifname")
+@record
+class CniAttachment(Record):
+    """One attachment the runtime still uses (GC's ``cni.dev/valid-attachments``), under CNI's names."""
+
+    _wire_names: ClassVar[dict[str, str]] = {"container_id": "containerID"}
     container_id: str
     ifname: str
 
-    def __init__(self, container_id: str, ifname: str) -> None:
-        self.container_id = container_id
-        self.ifname = ifname
 
-
+@record
 class Request(Record):
-    __slots__ = (
-        "op",
-        "network",
-        "container_id",
-        "ifname",
-        "netns",
-        "pod",
-        "prev_result",
-        "valid_attachments",
-        "reason",
-        "deadline_ms",
-        "v",
-    )
-    op: Op
-    network: str
-    container_id: str
-    ifname: str
-    netns: str
-    pod: PodRef
-    prev_result: dict[str, Any] | None
-    valid_attachments: tuple[Attachment, ...]
-    reason: str
-    deadline_ms: int
-    v: int
+    """One request from the plugin (or a tool) to ipamd."""
 
-    def __init__(
-        self,
-        op: Op,
-        network: str = "",
-        container_id: str = "",
-        ifname: str = "",
-        netns: str = "",
-        pod: PodRef | None = None,
-        prev_result: dict[str, Any] | None = None,
-        valid_attachments: tuple[Attachment, ...] = (),
-        reason: str = "",
-        deadline_ms: int = 0,
-        v: int = PROTOCOL_VERSION,
-    ) -> None:
-        self.op = op
-        self.network = network
-        self.container_id = container_id
-        self.ifname = ifname
-        self.netns = netns
-        self.pod = PodRef() if pod is None else pod
-        self.prev_result = prev_result
-        self.valid_attachments = valid_attachments
-        self.reason = reason
-        self.deadline_ms = deadline_ms
-        self.v = v
+    op: Op
+    network: str = ""
+    container_id: str = ""
+    ifname: str = ""
+    netns: str = ""  # CNI_NETNS as the runtime gave it, for messages and the checkpoint
+    pod: PodRef = PodRef()
+    prev_result: dict[str, Any] | None = None
+    valid_attachments: tuple[CniAttachment, ...] = ()
+    reason: str = ""
+    deadline_ms: int = 0
+    v: int = PROTOCOL_VERSION
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.network, self.container_id, self.ifname)
 
 
-class Allocation(Record):
-    """What ipamd assigned and plumbed for one (network, container, ifname)."""
+@record
+class AllocationResult(Record):
+    """What ipamd allocated and plumbed for one (network, container, ifname): the ADD's answer."""
 
-    __slots__ = (
-        "ipv4",
-        "prefix_len",
-        "gateway",
-        "eni_id",
-        "device_number",
-        "route_table",
-        "host_ifname",
-        "host_mac",
-        "container_ifname",
-        "container_mac",
-        "mtu",
-        "netns",
-    )
     ipv4: str
     prefix_len: int  # always 32 inside the pod
     gateway: str  # 169.254.1.1
     eni_id: str
     device_number: int
     route_table: int  # 254 (main) for the primary ENI, device_number + 1 otherwise
-    host_ifname: str
-    host_mac: str
-    container_ifname: str
-    container_mac: str
-    mtu: int
-    netns: str
-
-    def __init__(
-        self,
-        ipv4: str,
-        prefix_len: int,
-        gateway: str,
-        eni_id: str,
-        device_number: int,
-        route_table: int,
-        host_ifname: str = "",
-        host_mac: str = "",
-        container_ifname: str = "",
-        container_mac: str = "",
-        mtu: int = 0,
-        netns: str = "",
-    ) -> None:
-        self.ipv4 = ipv4
-        self.prefix_len = prefix_len
-        self.gateway = gateway
-        self.eni_id = eni_id
-        self.device_number = device_number
-        self.route_table = route_table
-        self.host_ifname = host_ifname
-        self.host_mac = host_mac
-        self.container_ifname = container_ifname
-        self.container_mac = container_mac
-        self.mtu = mtu
-        self.netns = netns
+    host_ifname: str = ""
+    host_mac: str = ""
+    container_ifname: str = ""
+    container_mac: str = ""
+    mtu: int = 9001
+    netns: str = ""
 
 
+@record
 class ErrorInfo(Record):
-    __slots__ = ("kind", "message", "reason")
     kind: ErrorKind
     message: str
-    reason: NoIpReason | None
-
-    def __init__(self, kind: ErrorKind, message: str, reason: NoIpReason | None = None) -> None:
-        self.kind = kind
-        self.message = message
-        self.reason = reason
+    reason: NoIpReason | None = None
 
 
+@record
 class Response(Record):
-    __slots__ = ("ok", "allocation", "released", "status", "error", "v")
     ok: bool
-    allocation: Allocation | None
-    released: int
-    status: dict[str, Any] | None
-    error: ErrorInfo | None
-    v: int
-
-    def __init__(
-        self,
-        ok: bool,
-        allocation: Allocation | None = None,
-        released: int = 0,
-        status: dict[str, Any] | None = None,
-        error: ErrorInfo | None = None,
-        v: int = PROTOCOL_VERSION,
-    ) -> None:
-        self.ok = ok
-        self.allocation = allocation
-        self.released = released
-        self.status = status
-        self.error = error
-        self.v = v
+    allocation: AllocationResult | None = None
+    released: int = 0
+    status: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    v: int = PROTOCOL_VERSION
 
     @classmethod
     def failure(cls, kind: ErrorKind, message: str, reason: NoIpReason | None = None) -> Response:
         return cls(ok=False, error=ErrorInfo(kind, message, reason))
 
 
-# --- encoding -----------------------------------------------------------------------------------
+# --- encoding and decoding: one codec, driven by each record's declared fields ---------------------------
+
+
+def to_wire(rec: Record) -> dict[str, Any]:
+    """A record as a JSON object: each field under its wire name, except those that hold their default
+    (the decoder restores them, and an older peer's decoder has the same defaults)."""
+    names: dict[str, str] = getattr(rec, "_wire_names", {})
+    out: dict[str, Any] = {}
+    for field in rec._fields:
+        value = getattr(rec, field)
+        if field in rec._defaults and value == rec._defaults[field]:
+            continue
+        if isinstance(value, Record):
+            value = to_wire(value)
+        elif isinstance(value, tuple):
+            value = [to_wire(item) if isinstance(item, Record) else item for item in value]
+        elif isinstance(value, Constants):
+            value = str(value)
+        out[names.get(field, field)] = value
+    return out
+
+
+def from_wire(cls: type[R], obj: object, where: str = "") -> R:
+    """Decode a JSON object into ``cls``, checking every known field's type; unknown fields are ignored,
+    so a newer peer's additions do not break an older one. Raises ValueError naming the bad field."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{_describe(where)} must be a JSON object, got {_type_name(obj)}")
+    names: dict[str, str] = getattr(cls, "_wire_names", {})
+    values: dict[str, Any] = {}
+    for field in cls._fields:
+        key = names.get(field, field)
+        if key in obj:
+            values[field] = _decode(cls._kinds[field], obj[key], f"{where}{key}")
+        elif field not in cls._defaults:
+            raise ValueError(f"field {where + key!r} is required")
+    return cls(**values)
+
+
+def _decode(kind: str, raw: object, where: str) -> Any:
+    optional = kind.endswith(" | None")
+    kind = kind.removesuffix(" | None")
+    if raw is None and optional:
+        return None
+    if kind == "str":
+        if isinstance(raw, str):
+            return raw
+    elif kind == "int":
+        # bool is an int subclass in Python, but not an integer on the wire.
+        if type(raw) is int and raw >= 0:
+            return raw
+        kind = "non-negative integer"
+    elif kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        kind = "boolean"
+    elif kind.startswith("dict["):
+        if isinstance(raw, dict):
+            return raw
+        kind = "object"
+    elif kind.startswith("tuple["):
+        if isinstance(raw, list):
+            item_kind = kind[len("tuple["): -len(", ...]")]
+            return tuple(_decode(item_kind, item, f"{where}[{i}]") for i, item in enumerate(raw))
+        kind = "list"
+    elif kind in _RECORDS:
+        return from_wire(_RECORDS[kind], raw, f"{where}.")
+    elif kind in _CONSTANTS:
+        constants = _CONSTANTS[kind]
+        if isinstance(raw, str) and raw in constants._members:  # type: ignore[attr-defined]
+            return constants(raw)
+        raise ValueError(f"field {where!r} must be one of {[str(c) for c in constants]}, got {raw!r}")
+    else:
+        raise TypeError(f"no wire codec for {kind!r} (field {where!r})")
+    raise ValueError(f"field {where!r} must be a{'n' if kind[0] in 'aeiou' else ''} {kind}, "
+                     f"got {_type_name(raw)}")
+
+
+_CONSTANTS: dict[str, type[Constants]] = {c.__name__: c for c in (Op, ErrorKind, NoIpReason)}
+_RECORDS: dict[str, type[Record]] = {
+    c.__name__: c for c in (PodRef, CniAttachment, Request, AllocationResult, ErrorInfo, Response)
+}
+
+
+def _describe(where: str) -> str:
+    return f"field {where.rstrip('.')!r}" if where else "the message"
+
+
+def _type_name(value: object) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "integer",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
     return wirejson.dumps(obj).encode() + b"\n"
 
 
+def _load(line: bytes) -> object:
+    try:
+        return wirejson.loads(line)
+    except RecursionError:
+        raise ValueError("the message is nested too deeply to be a request") from None
+
+
 def encode_request(req: Request) -> bytes:
-    obj: dict[str, Any] = {"v": req.v, "op": str(req.op)}
-    for name in ("network", "container_id", "ifname", "netns", "reason"):
-        value = getattr(req, name)
-        if value:
-            obj[name] = value
-    if req.pod != PodRef():
-        obj["pod"] = {k: v for k, v in req.pod._asdict().items() if v}
-    if req.prev_result is not None:
-        obj["prev_result"] = req.prev_result
-    if req.valid_attachments:
-        obj["valid_attachments"] = [
-            {"containerID": a.container_id, "ifname": a.ifname} for a in req.valid_attachments
-        ]
-    if req.deadline_ms:
-        obj["deadline_ms"] = req.deadline_ms
-    return _dump(obj)
-
-
-def _str(obj: dict[str, Any], name: str) -> str:
-    value = obj.get(name, "")
-    if not isinstance(value, str):
-        raise ValueError(f"field {name!r} must be a string, got {type(value).__name__}")
-    return value
+    return _dump({"v": req.v, **to_wire(req)})
 
 
 def decode_request(line: bytes) -> Request:
     """Parse one request line. Raises ValueError naming the bad field."""
-    obj = wirejson.loads(line)
-    if not isinstance(obj, dict):
-        raise ValueError("request must be a JSON object")
-    v = obj.get("v")
-    if not isinstance(v, int):
-        raise ValueError("field 'v' (protocol version) must be an integer")
-    try:
-        op = Op(str(obj.get("op")))
-    except ValueError:
-        ops = [o.value for o in Op]
-        raise ValueError(f"field 'op' must be one of {ops}, got {obj.get('op')!r}") from None
-    pod_obj = obj.get("pod") or {}
-    if not isinstance(pod_obj, dict):
-        raise ValueError("field 'pod' must be an object")
-    pod = PodRef(**{k: _str(pod_obj, k) for k in ("namespace", "name", "uid", "infra_container_id")})
-    prev = obj.get("prev_result")
-    if prev is not None and not isinstance(prev, dict):
-        raise ValueError("field 'prev_result' must be an object")
-    atts: list[Attachment] = []
-    raw_atts = obj.get("valid_attachments") or []
-    if not isinstance(raw_atts, list):
-        raise ValueError("field 'valid_attachments' must be a list")
-    for item in raw_atts:
-        if not isinstance(item, dict):
-            raise ValueError("each of 'valid_attachments' must be an object")
-        atts.append(Attachment(_str(item, "containerID"), _str(item, "ifname")))
-    deadline = obj.get("deadline_ms", 0)
-    if not isinstance(deadline, int) or deadline < 0:
-        raise ValueError("field 'deadline_ms' must be a non-negative integer")
-    return Request(
-        op=op,
-        network=_str(obj, "network"),
-        container_id=_str(obj, "container_id"),
-        ifname=_str(obj, "ifname"),
-        netns=_str(obj, "netns"),
-        pod=pod,
-        prev_result=prev,
-        valid_attachments=tuple(atts),
-        reason=_str(obj, "reason"),
-        deadline_ms=deadline,
-        v=v,
-    )
+    obj = _load(line)
+    if isinstance(obj, dict) and "v" not in obj:
+        raise ValueError("field 'v' (protocol version) is required")
+    return from_wire(Request, obj)
 
 
 def encode_response(resp: Response) -> bytes:
-    obj: dict[str, Any] = {"v": resp.v, "ok": resp.ok}
-    if resp.allocation is not None:
-        obj["allocation"] = resp.allocation._asdict()
-    if resp.released:
-        obj["released"] = resp.released
-    if resp.status is not None:
-        obj["status"] = resp.status
-    if resp.error is not None:
-        err: dict[str, Any] = {"kind": str(resp.error.kind), "message": resp.error.message}
-        if resp.error.reason is not None:
-            err["reason"] = str(resp.error.reason)
-        obj["error"] = err
-    return _dump(obj)
+    return _dump({"v": resp.v, "ok": resp.ok, **to_wire(resp)})
 
 
 def decode_response(line: bytes) -> Response:
-    """Parse one response line. Raises ValueError on a malformed response."""
-    obj = wirejson.loads(line)
-    if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
-        raise ValueError("response must be a JSON object with a boolean 'ok'")
-    alloc = obj.get("allocation")
-    error = obj.get("error")
-    err_info = None
-    if error is not None:
-        reason = error.get("reason")
-        err_info = ErrorInfo(
-            kind=ErrorKind(error.get("kind", "internal")),
-            message=str(error.get("message", "")),
-            reason=NoIpReason(reason) if reason else None,
-        )
-    return Response(
-        ok=obj["ok"],
-        allocation=Allocation(**alloc) if isinstance(alloc, dict) else None,
-        released=int(obj.get("released", 0)),
-        status=obj.get("status"),
-        error=err_info,
-        v=int(obj.get("v", PROTOCOL_VERSION)),
-    )
+    """Parse one response line. Raises ValueError on a malformed response (naming the field)."""
+    return from_wire(Response, _load(line))
 
 
 # --- validation shared by both ends -------------------------------------------------------------

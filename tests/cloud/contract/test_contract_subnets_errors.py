@@ -182,7 +182,6 @@ def test_create_with_an_unknown_security_group_is_not_found(world: World) -> Non
 
 
 def test_attach_to_a_network_card_the_type_lacks_is_refused(world: World) -> None:
-    world.local_cloud_differs("AttachNetworkInterface accepts any NetworkCardIndex")
     node = world.node("m5.large")  # one network card
     eni = world.new_eni(node)
     with pytest.raises(CloudInvalidRequest):
@@ -190,8 +189,6 @@ def test_attach_to_a_network_card_the_type_lacks_is_refused(world: World) -> Non
 
 
 def test_the_eni_limit_is_per_network_card(world: World) -> None:
-    world.local_cloud_differs("the ENI limit is the instance-wide MaximumNetworkInterfaces (60 on p4d), "
-                              "not the network card's (15 on card 0)")
     node = world.node("p4d.24xlarge")
     for index in range(1, 15):
         world.provider.attach_interface(world.new_eni(node).interface_id, node.instance_id, index)

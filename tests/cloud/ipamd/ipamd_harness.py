@@ -30,7 +30,8 @@ from vpccni.localcloud import LocalCloud, Node
 from vpccni.localcloud.model import EniView
 from vpccni.testing.cluster_node import FAST_TIMERS
 from vpccni.testing.ipamd_process import CRASH_ENV, IpamdPaths, IpamdProcess, free_tcp_port, ipamd_env
-from vpccni.wire.client import IpamdUnreachable, call, http_get, introspect
+from vpccni.wire.client import IpamdUnreachable, call
+from vpccni.wire.introspection import http_get, introspect
 from vpccni.wire.protocol import ErrorKind, NoIpReason, Op, Request, Response
 
 T = TypeVar("T")

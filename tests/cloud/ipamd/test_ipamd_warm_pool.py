@@ -21,7 +21,7 @@ from vpccni.cloud.aws.tags import (
     TAG_INSTANCE_ID,
     parse_created_at,
 )
-from vpccni.wire.client import http_get, introspect
+from vpccni.wire.introspection import http_get, introspect
 from vpccni.wire.protocol import ErrorKind, NoIpReason
 
 __all__ = ["ipamd_cloud", "run_ipamd"]

@@ -19,7 +19,7 @@ from tests.net.localcloud.vpc_dataplane_support import udp_source_seen
 from vpccni.errors import PlumbingError
 from vpccni.localcloud.vpc.netns import WhoAmIServer, ping, whoami
 from vpccni.net.names import PRIO_FROM_POD, PRIO_TO_POD, host_veth_name
-from vpccni.wire.protocol import Allocation, Op, PodRef, Request
+from vpccni.wire.protocol import AllocationResult, Op, PodRef, Request
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +192,8 @@ def test_recovery_predicate_sees_live_pods_and_not_gone_ones(env: NodeEnv) -> No
     with env.ns.iproute() as ipr:
         ipr.link("del", ifname=gone.alloc.host_ifname)  # the runtime removed its netns behind our back
     exists = env.timed("recovery predicate", env.podnet.pod_exists_predicate)
-    assert exists(live.assignment)
-    assert not exists(gone.assignment)
+    assert exists(live.allocation)
+    assert not exists(gone.allocation)
 
 
 def test_reconcile_removes_the_rules_of_a_pod_nobody_holds(env: NodeEnv) -> None:
@@ -210,7 +210,7 @@ def test_setup_fails_with_a_plumbing_error_naming_the_step(env: NodeEnv) -> None
     ns = env.nsf.netns("pod")
     req = env.request(ns, "broken")
     ns.remove()  # the namespace is gone before the ADD gets to it
-    alloc = Allocation(
+    alloc = AllocationResult(
         ipv4=env.free[False][-1],
         prefix_len=32,
         gateway="169.254.1.1",

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from ipamd.dataplane.host import HostNetwork
 from ipamd.dataplane.pod_linux import LinuxPodNetwork
-from ipamd.state.datastore import AllocationKey, Assignment
+from ipamd.state.datastore import Allocation, AllocationKey
 from tests.net.localcloud.vpc_dataplane_support import (
     AttachedEni,
     Vpc,
@@ -33,7 +33,7 @@ from vpccni.localcloud.cloud import LocalCloud, Node
 from vpccni.localcloud.vpc.dataplane import VpcDataplane, sweep_dataplane
 from vpccni.localcloud.vpc.netns import Netns, NetnsFactory
 from vpccni.net.names import MAIN_TABLE
-from vpccni.wire.protocol import Allocation, Op, PodRef, Request
+from vpccni.wire.protocol import AllocationResult, Op, PodRef, Request
 
 PREFIX = "hn"
 VETH_PREFIX = "hnv"
@@ -51,7 +51,7 @@ def settings(**env: str) -> Settings:
 class Pod:
     ns: Netns
     req: Request
-    alloc: Allocation  # as setup returned it: host veth name and MACs filled in
+    alloc: AllocationResult  # as setup returned it: host veth name and MACs filled in
     on_secondary: bool
 
     @property
@@ -59,9 +59,9 @@ class Pod:
         return self.alloc.ipv4
 
     @property
-    def assignment(self) -> Assignment:
+    def allocation(self) -> Allocation:
         key = AllocationKey(self.req.network, self.req.container_id, self.req.ifname)
-        return Assignment(
+        return Allocation(
             key=key, address=self.ip, eni_id=self.alloc.eni_id, pod=self.req.pod, netns=self.ns.path
         )
 
@@ -129,7 +129,7 @@ class NodeEnv:
         ns = self.nsf.netns("pod")
         address = self.free[on_secondary].pop()
         eni_id, device = (self.eni.eni_id, 1) if on_secondary else (self.node.primary_eni_id, 0)
-        alloc = Allocation(
+        alloc = AllocationResult(
             ipv4=address,
             prefix_len=32,
             gateway="169.254.1.1",
@@ -159,7 +159,7 @@ class NodeEnv:
 
     def reconcile(self, pods: list[Pod] | None = None) -> list[str]:
         """A reconciler pass over ``pods`` (default: every live pod); returns what it fixed."""
-        held = [p.assignment for p in (self.pods if pods is None else pods)]
+        held = [p.allocation for p in (self.pods if pods is None else pods)]
         report = self.timed("host reconcile", self.hostnet.reconcile, held, self.route_tables)
         assert report.unresolved == (), report.unresolved
         return list(report.fixed)

@@ -26,7 +26,8 @@ from tests.net.plugin.test_plugin_harness import (
     netns,
     short_tmpdir,
 )
-from vpccni.wire.protocol import PROTOCOL_VERSION, Attachment, ErrorKind, NoIpReason, Op, PodRef
+from vpccni.wire.cnicodes import TRY_AGAIN_LATER
+from vpccni.wire.protocol import PROTOCOL_VERSION, CniAttachment, ErrorKind, NoIpReason, Op, PodRef
 
 VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CID = "c0ffee01"
@@ -181,19 +182,19 @@ def test_add_failures_from_ipamd_get_their_code(
 def test_add_with_ipamd_down_is_try_again_later(rig: Rig) -> None:
     rig.fake.stop()
     err = rig.run("ADD", rig.conf()).error
-    assert err["code"] == 11 and rig.socket in err["msg"] and "ipamdSocket" in err["msg"]
+    assert err["code"] == TRY_AGAIN_LATER and rig.socket in err["msg"] and "ipamdSocket" in err["msg"]
 
 
 def test_add_with_ipamd_silent_times_out_as_try_again_later(rig: Rig) -> None:
     rig.fake.responder = lambda request: None
     err = rig.run("ADD", rig.conf(ipamdTimeoutMs=300)).error
-    assert err["code"] == 11 and "did not answer within 0.3 s" in err["msg"]
+    assert err["code"] == TRY_AGAIN_LATER and "did not answer within 0.3 s" in err["msg"]
 
 
 def test_add_with_ipamd_hanging_up_is_try_again_later(rig: Rig) -> None:
     rig.fake.close_without_answer = True
     err = rig.run("ADD", rig.conf()).error
-    assert err["code"] == 11 and "closed the connection without answering" in err["msg"]
+    assert err["code"] == TRY_AGAIN_LATER and "closed the connection without answering" in err["msg"]
 
 
 @pytest.mark.parametrize(
@@ -325,14 +326,14 @@ def test_gc_sends_the_valid_attachments(rig: Rig, keys: tuple[str, ...]) -> None
     assert run.returncode == 0, run.describe()
     [req] = rig.fake.requests
     assert req.op is Op.GC and req.network == "pl7net"
-    assert req.valid_attachments == (Attachment("keep1", "eth0"), Attachment("keep2", "eth0"))
+    assert req.valid_attachments == (CniAttachment("keep1", "eth0"), CniAttachment("keep2", "eth0"))
     assert "ipamd released 2" in run.stderr
 
 
 def test_gc_with_ipamd_down_fails_to_be_retried(rig: Rig) -> None:
     rig.fake.stop()
     conf = rig.conf("1.1.0", **{"cni.dev/valid-attachments": []})
-    assert rig.run("GC", conf, cid="", ifname="", netns="", args="").error["code"] == 11
+    assert rig.run("GC", conf, cid="", ifname="", netns="", args="").error["code"] == TRY_AGAIN_LATER
 
 
 def test_status_ok_when_ipamd_can_serve(rig: Rig) -> None:

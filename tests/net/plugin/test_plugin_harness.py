@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vpccni.node import launcher as cni_install
 from vpccni.wire.protocol import (
-    Allocation,
+    AllocationResult,
     ErrorKind,
     NoIpReason,
     Request,
@@ -37,8 +37,9 @@ HOST_MAC = "0a:58:0a:00:01:0a"
 CONTAINER_MAC = "0a:58:0a:00:01:0b"
 
 
-def allocation(ipv4: str = "10.0.1.10", netns: str = "", host_ifname: str = "eni0123456789a") -> Allocation:
-    return Allocation(
+def allocation(ipv4: str = "10.0.1.10", netns: str = "",
+               host_ifname: str = "eni0123456789a") -> AllocationResult:
+    return AllocationResult(
         ipv4=ipv4,
         prefix_len=32,
         gateway="169.254.1.1",

@@ -26,7 +26,8 @@ from tests.net.plugin.test_plugin_harness import (
     short_tmpdir,
 )
 from vpccni.node.conflist import ConflistOptions, build_conflist
-from vpccni.wire.protocol import Attachment, Op, decode_request, release_record_name, spool_dir_for
+from vpccni.wire.cnicodes import TRY_AGAIN_LATER
+from vpccni.wire.protocol import CniAttachment, Op, decode_request, release_record_name, spool_dir_for
 
 LIBCNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")  # what libcni 1.1.2 can parse
 DEBIAN_PLUGINS = Path("/usr/lib/cni")
@@ -130,7 +131,7 @@ def test_libcni_1_1_cannot_take_a_1_1_0_conflist(rig: Rig) -> None:
 def test_the_cni_error_reaches_the_runtime_with_its_code(rig: Rig) -> None:
     rig.fake.stop()
     run = rig.libcni(rig.only_us("1.0.0")).add("cid3", rig.pod_netns, args=ARGS)
-    assert run.returncode == 1 and run.json()["code"] == 11, run.describe()
+    assert run.returncode == 1 and run.json()["code"] == TRY_AGAIN_LATER, run.describe()
 
 
 def test_del_through_libcni_with_ipamd_down_spools_the_cached_result(rig: Rig) -> None:
@@ -174,7 +175,8 @@ def test_shipped_conflist_runs_on_libcni_with_portmap_chained(rig: Rig) -> None:
 
 def test_shipped_conflist_add_check_del_without_port_mappings(rig: Rig) -> None:
     # (With port mappings, Debian's portmap 1.1.1 fails CHECK on any IPv4-only result: "could not
-    # check ipv6 dnat" -- its bug, machine-facts §8; ConflistOptions.disable_check exists for it.)
+    # check ipv6 dnat" -- a bug of Debian's portmap 1.1.1 on IPv4-only results; ConflistOptions.disable_check
+    # exists for it.)
     cni = rig.libcni(shipped(rig))
     assert cni.add("cid8", rig.pod_netns, args=ARGS).returncode == 0
     check = cni.check("cid8", rig.pod_netns, args=ARGS)
@@ -197,7 +199,7 @@ def test_gc_and_status_from_the_shipped_conflist_at_its_highest_version(rig: Rig
     gc = exec_plugin(plugin, "GC", gc_config(conflist, [("cid7", "eth0")]), cni_path=str(rig.plugin.parent))
     assert gc.returncode == 0, gc.describe()
     [req] = rig.fake.requests
-    assert req.op is Op.GC and req.valid_attachments == (Attachment("cid7", "eth0"),)
+    assert req.op is Op.GC and req.valid_attachments == (CniAttachment("cid7", "eth0"),)
     status = exec_plugin(plugin, "STATUS", request_config(conflist))
     assert (status.returncode, status.stdout) == (0, ""), status.describe()
     rig.fake.stop()

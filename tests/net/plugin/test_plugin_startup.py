@@ -31,7 +31,6 @@ PLUGIN_MODULES = {
     "plugin",
     "plugin.main",
     "plugin.cni",
-    "plugin.client",
     "plugin.result",
     "plugin.log",
     "plugin.release",
@@ -39,7 +38,14 @@ PLUGIN_MODULES = {
 }
 # All standard-library only.
 LIBRARY_MODULES = {
-    "vpccni", "vpccni.wire", "vpccni.wire.protocol", "vpccni.errors", "vpccni.fsutil", "vpccni.wire.wirejson",
+    "vpccni",
+    "vpccni.wire",
+    "vpccni.wire.client",
+    "vpccni.wire.cnicodes",
+    "vpccni.wire.protocol",
+    "vpccni.errors",
+    "vpccni.fsutil",
+    "vpccni.wire.wirejson",
     "vpccni.wire.values",
 }
 

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from plugin import cni
-from plugin.client import IpamdTimeout, IpamdUnreachable
 from plugin.log import PluginLog
 from plugin.main import run
 from vpccni.errors import ProtocolError
+from vpccni.wire.client import IpamdTimeout, IpamdUnreachable
 from vpccni.wire.protocol import ErrorInfo, ErrorKind, NoIpReason
 
 EXPECTED_KIND_CODES = {

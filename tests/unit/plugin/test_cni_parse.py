@@ -9,7 +9,7 @@ import pytest
 
 from plugin import cni, netconf
 from plugin.cni import CniError
-from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, Attachment, PodRef
+from vpccni.wire.protocol import DEFAULT_SOCKET_PATH, CniAttachment, PodRef
 
 ADD_ENV = {
     "CNI_COMMAND": "ADD",
@@ -216,7 +216,7 @@ def test_gc_reads_new_and_legacy_attachment_keys(key: str) -> None:
     nc = netconf.parse_netconf(
         conf(cniVersion="1.1.0", **{key: [{"containerID": "a", "ifname": "eth0"}]}), "GC"
     )
-    assert nc.valid_attachments == (Attachment("a", "eth0"),)
+    assert nc.valid_attachments == (CniAttachment("a", "eth0"),)
 
 
 def test_gc_prefers_the_new_key() -> None:
@@ -227,7 +227,7 @@ def test_gc_prefers_the_new_key() -> None:
             "cni.dev/attachments": [{"containerID": "old", "ifname": "eth0"}],
         },
     )
-    assert netconf.parse_netconf(body, "GC").valid_attachments == (Attachment("new", "eth0"),)
+    assert netconf.parse_netconf(body, "GC").valid_attachments == (CniAttachment("new", "eth0"),)
 
 
 def test_gc_with_an_empty_list_keeps_nothing_but_without_the_key_fails() -> None:

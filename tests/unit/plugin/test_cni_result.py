@@ -11,10 +11,10 @@ from plugin.cni import CniError
 from plugin.fallback import HostRouting, host_routing_from_prev_result
 from plugin.result import render_add_result
 from vpccni.errors import ProtocolError
-from vpccni.wire.protocol import Allocation
+from vpccni.wire.protocol import AllocationResult
 
 NETNS = "/run/netns/pl7pod"
-ALLOC = Allocation(
+ALLOC = AllocationResult(
     ipv4="10.0.1.10",
     prefix_len=32,
     gateway="169.254.1.1",

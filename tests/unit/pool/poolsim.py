@@ -28,9 +28,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from ipamd.pool.decision import Decision, NodeCapacity, PoolState, PoolTargets, PoolTimers, decide, pool_stats
+from ipamd.pool import Decision, NodeCapacity, PoolState, PoolTargets, PoolTimers, decide, pool_stats
 from ipamd.pool.window import PeakWindow
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore, DatastoreError
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore, DatastoreError
 from vpccni.cloud.base import NetworkInterface
 from vpccni.cloud.fake import FakeCloud, FakeProvider
 from vpccni.config.limits import InstanceLimits
@@ -71,6 +71,7 @@ class SimNode:
         self.peak = PeakWindow(peak_window_s) if peak_window_s > 0 else None
         self.last_decrease = float("-inf")
         self.decisions: list[Decision] = []
+        self.pod_pool_shrank: list[bool] = []  # per decision: did it give back pod-serving capacity
         self.pods: dict[str, str] = {}  # pod -> its address
         self._unchanged_since_tick: PoolState | None = None  # the last tick's state, while still current
         self._pod_ids = itertools.count()
@@ -119,7 +120,7 @@ class SimNode:
                 addresses = [str(a) for a in ipaddress.IPv4Network(cidr)]
                 for address in addresses[:c.assigned]:
                     pod = f"pod-{next(node._pod_ids)}"
-                    node.datastore.restore(Assignment(_key(pod), address, eni_id))
+                    node.datastore.restore(Allocation(_key(pod), address, eni_id))
                     node.pods[pod] = address
                 for k, address in enumerate(addresses[c.assigned:c.assigned + c.cooling]):
                     node.datastore.restore_cooldown(address, -node.cooldown_s * (k + 1) / (c.cooling + 1))
@@ -245,9 +246,14 @@ class SimNode:
         """One pool-loop pass at the current time: decide, apply, record."""
         state = self.state()
         d = decide(state, self.targets, self.capacity, self.timers)
+        excluded = {e.eni_id for e in self.datastore.enis() if e.excluded}
+        touched = {eni_id for eni_id, _ in d.release} | ({d.free_eni} if d.free_eni else set())
         spent = self.apply(d)
         assert spent == d.mutating_calls, (spent, d)
         self.decisions.append(d)
+        # A shrink of the pod pool gives back a pod-serving ENI or CIDR; an ENI that serves no pods
+        # (excluded subnet) may go while the pool is short, to free its slot for growth.
+        self.pod_pool_shrank.append(bool(touched - excluded))
         self._unchanged_since_tick = None if d.changes_pool else state
         return d
 
@@ -303,7 +309,7 @@ class SimNode:
         else:
             picked = self._pick()
             held = None if picked is None else self.datastore.restore(
-                Assignment(_key(pod), picked[1], picked[0], assigned_at=self.now))
+                Allocation(_key(pod), picked[1], picked[0], assigned_at=self.now))
         if held is None:
             return False
         self.pods[pod] = held.address

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ipamd.pool.decision import Decision, NodeCapacity, PoolTargets, PoolTimers
+from ipamd.pool import Decision, NodeCapacity, PoolTargets, PoolTimers
 from tests.unit.pool.poolsim import SimNode, SimRefused
 
 SMALL = NodeCapacity(max_enis=2, slots_per_eni=4, max_pods=20)  # 3 pod addresses per ENI

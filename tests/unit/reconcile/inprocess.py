@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ipamd.pool.decision import Decision
+from ipamd.pool import Decision
 from ipamd.reconcile.context import NodeContext, ReconcilerHooks
 from ipamd.reconcile.node import NodeFacts, pod_cidrs, prefix_delegation
 from ipamd.reconcile.reconciler import Reconciler

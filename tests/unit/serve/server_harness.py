@@ -17,16 +17,16 @@ from ipamd.serve.handler import RequestHandler
 from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import CheckpointData, GroupCommitter, load_checkpoint, snapshot_of
 from ipamd.state.datastore import Datastore
-from ipamd.state.hooks import InMemoryServerMetrics, PoolStatus
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.hooks import InMemoryServerMetrics, PoolDemand, PoolStatus
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.wire.client import call_async
-from vpccni.wire.protocol import Allocation, Op, Request, Response
+from vpccni.wire.protocol import AllocationResult, Op, Request, Response
 
 NETNS = "/proc/self/ns/net"  # a real network namespace every test process has
 
 
-def eni(addresses: int) -> EniView:
-    return EniView(
+def eni(addresses: int) -> DescribedEni:
+    return DescribedEni(
         "eni-test",
         1,
         False,
@@ -61,6 +61,7 @@ async def running_ipamd(
     cooldown_s: float = 0.0,
     podnet: PodNetwork | None = None,
     pool_status: PoolStatus | None = None,
+    demand: PoolDemand | None = None,
     ready: bool = True,
 ) -> AsyncIterator[Ipamd]:
     workdir = tempfile.mkdtemp(prefix="vpccni-srv-")  # short: a socket path must fit in 108 bytes
@@ -72,7 +73,8 @@ async def running_ipamd(
         committer = GroupCommitter(state_path, lambda: snapshot_of(datastore, time.time()), time.time)
         metrics = InMemoryServerMetrics()
         handler = RequestHandler(
-            datastore, committer, podnet or NullPodNetwork(), metrics=metrics, pool_status=pool_status
+            datastore, committer, podnet or NullPodNetwork(), metrics=metrics, pool_status=pool_status,
+            demand=demand,
         )
         server = IpamServer(handler, ServerSettings(socket_path=socket_path, shutdown_grace_s=2.0))
         await server.start()
@@ -114,7 +116,7 @@ class RecordingPodNetwork:
     fail_teardown: Exception | None = None
     problems: list[str] = field(default_factory=list)
 
-    async def setup(self, alloc: Allocation, req: Request) -> Allocation:
+    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
         self.events.append(("setup-start", req.container_id))
         if self.gate is not None:
             await self.gate.wait()
@@ -123,11 +125,11 @@ class RecordingPodNetwork:
             raise self.fail_setup
         return alloc._replace(host_ifname=f"eni{req.container_id[:11]}", container_ifname=req.ifname)
 
-    async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
         self.events.append(("teardown", req.container_id))
         if self.fail_teardown is not None:
             raise self.fail_teardown
 
-    async def check(self, alloc: Allocation, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
         self.events.append(("check", req.container_id))
         return list(self.problems)

@@ -11,7 +11,7 @@ from ipamd.state.datastore import AllocationKey
 from tests.unit.serve.server_harness import NETNS, RecordingPodNetwork, add, delete, running_ipamd
 from vpccni.wire.protocol import (
     MAX_LINE_BYTES,
-    Attachment,
+    CniAttachment,
     ErrorKind,
     NoIpReason,
     Op,
@@ -86,7 +86,7 @@ def test_gc_releases_only_invalid_attachments_of_its_network() -> None:
             assert (await ipamd.call(add("keep", ifname="net1"))).ok  # same container, other interface
             assert (await ipamd.call(add("other-net", network="second"))).ok
             gc = Request(op=Op.GC, network="vpccni",
-                         valid_attachments=(Attachment("keep", "eth0"), Attachment("keep", "net1")))
+                         valid_attachments=(CniAttachment("keep", "eth0"), CniAttachment("keep", "net1")))
             resp = await ipamd.call(gc)
             assert resp.ok and resp.released == 2
             left = sorted(tuple(a.key) for a in ipamd.on_disk().allocations)
@@ -216,4 +216,32 @@ def test_teardown_failure_keeps_the_address_and_fails_the_del() -> None:
             podnet.fail_teardown = None
             assert (await ipamd.call(delete("c1"))).ok
             assert ipamd.on_disk().allocations == ()
+    run(main())
+
+
+class CountingDemand:
+    """The pool loop's wake-up as the handler sees it: counts the pokes."""
+
+    def __init__(self) -> None:
+        self.pokes = 0
+
+    def poke(self) -> None:
+        self.pokes += 1
+
+
+def test_the_handler_wakes_the_pool_when_demand_changes() -> None:
+    """An ADD that takes an address, one that finds none and a DEL that gives one back each wake the pool
+    loop at once (the handler signals it; the metrics adapter only observes)."""
+
+    async def main() -> None:
+        demand = CountingDemand()
+        async with running_ipamd(addresses=1, demand=demand) as ipamd:
+            assert (await ipamd.call(add("c1"))).ok
+            assert demand.pokes == 1
+            assert not (await ipamd.call(add("c2"))).ok  # the only address is taken
+            assert demand.pokes == 2
+            assert (await ipamd.call(delete("c1"))).ok
+            assert demand.pokes == 3
+            await ipamd.call(Request(op=Op.STATUS))
+            assert demand.pokes == 3  # a STATUS changes no demand
     run(main())

@@ -15,7 +15,7 @@ from ipamd.state.datastore import AllocationKey, Datastore
 from ipamd.state.recovery import recover
 from tests.unit.serve.server_harness import NETNS, RecordingPodNetwork, add, eni
 from vpccni.wire.protocol import (
-    Allocation,
+    AllocationResult,
     Op,
     Request,
     encode_release_record,
@@ -60,7 +60,7 @@ def test_release_records_are_replayed_before_serving(tmp_path: Path) -> None:
     Path(spool, "partial.json.tmp").write_bytes(b"{")  # the plugin's half-written temp: not a record
 
     class FailsForStuck(RecordingPodNetwork):
-        async def teardown(self, alloc: Allocation | None, req: Request) -> None:
+        async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
             await super().teardown(alloc, req)
             if req.container_id == "stuck":
                 raise OSError("rule delete: Device or resource busy")

@@ -26,7 +26,7 @@ from ipamd.state.checkpoint import (
     snapshot_of,
     write_atomic,
 )
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore
 from vpccni.wire.protocol import PodRef
 
 NOW = 1_700_000_000.0
@@ -39,9 +39,9 @@ def clock() -> float:
 def sample() -> CheckpointData:
     return CheckpointData(
         allocations=(
-            Assignment(AllocationKey("vpccni", "c1", "eth0"), "10.0.0.10", "eni-a",
+            Allocation(AllocationKey("vpccni", "c1", "eth0"), "10.0.0.10", "eni-a",
                        PodRef("default", "web-0", "uid-1", "infra-1"), "/run/netns/a", NOW - 5),
-            Assignment(AllocationKey("vpccni", "c2", "net1"), "10.0.0.11", "eni-b"),
+            Allocation(AllocationKey("vpccni", "c2", "net1"), "10.0.0.11", "eni-b"),
         ),
         cooldown=(CooldownRecord("10.0.0.12", NOW - 3, "eni-a"),),
     )

@@ -19,13 +19,13 @@ ROUNDS = 20
 WRITER = r"""
 import sys
 from ipamd.state.checkpoint import CheckpointData, encode_checkpoint, load_checkpoint, write_atomic
-from ipamd.state.datastore import AllocationKey, Assignment
+from ipamd.state.datastore import AllocationKey, Allocation
 
 path, n = sys.argv[1], int(sys.argv[2])
 previous = load_checkpoint(path)
 seq = int(previous.allocations[0].key.network[1:]) + 1 if previous else 1
 template = encode_checkpoint(CheckpointData(tuple(
-    Assignment(AllocationKey("vSEQ", f"c{i}", "eth0"), f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+    Allocation(AllocationKey("vSEQ", f"c{i}", "eth0"), f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
                "eni-a")
     for i in range(n))), 0.0)
 started = False

@@ -7,8 +7,8 @@ import pytest
 
 from ipamd.state.datastore import (
     AddressUnavailable,
+    Allocation,
     AllocationKey,
-    Assignment,
     Datastore,
     DuplicateEni,
     InUse,
@@ -97,7 +97,7 @@ def test_prefers_never_used_then_longest_released() -> None:
     clock.now += 100
     never_used = ds.assign(key(3))
     assert never_used is not None and never_used.address == "10.0.0.12"
-    assert ds.assign(key(4)) == Assignment(key(4), b.address, "eni-a", PodRef(), "", clock.now)
+    assert ds.assign(key(4)) == Allocation(key(4), b.address, "eni-a", PodRef(), "", clock.now)
     later = ds.assign(key(5))
     assert later is not None and later.address == a.address
 
@@ -210,14 +210,14 @@ def test_pool_state_and_stats_count_assigned_and_cooling_per_cidr() -> None:
 
 def test_restore_checks_address_and_key() -> None:
     ds = store(2)
-    record = Assignment(key(1), "10.0.0.11", "eni-stale", PodRef("ns", "p"), "/x", 5.0)
+    record = Allocation(key(1), "10.0.0.11", "eni-stale", PodRef("ns", "p"), "/x", 5.0)
     restored = ds.restore(record)
     assert restored.eni_id == "eni-a" and restored.assigned_at == 5.0
     assert ds.assign(key(2)) is not None and ds.get(key(2)).address == "10.0.0.10"  # type: ignore[union-attr]
     with pytest.raises(AddressUnavailable, match="no ENI"):
-        ds.restore(Assignment(key(3), "10.9.9.9", "eni-a"))
+        ds.restore(Allocation(key(3), "10.9.9.9", "eni-a"))
     with pytest.raises(AddressUnavailable, match="already held"):
-        ds.restore(Assignment(key(3), "10.0.0.11", "eni-a"))
+        ds.restore(Allocation(key(3), "10.0.0.11", "eni-a"))
 
 
 def test_restore_cooldown_clamps_future_times() -> None:
@@ -227,3 +227,30 @@ def test_restore_cooldown_clamps_future_times() -> None:
     clock.now += 30.1
     assert ds.assign(key(1)) is not None
     assert not ds.restore_cooldown("10.9.9.9", clock.now)
+
+
+def test_free_count_agrees_with_the_full_stats_through_a_pods_life() -> None:
+    """free_count() is the readiness probe's cheap path; it must say what stats().free says in every state:
+    free, assigned, cooling, cooled again, a CIDR of the other mode, an excluded ENI, a removed ENI."""
+    clock = FakeClock()
+    ds = store(4, clock=clock)
+    ds.add_eni("eni-b", 1, False, "10.0.1.0/24")
+    ds.add_cidrs("eni-b", ["10.0.1.16/28"])  # a prefix while not in prefix mode: serves no pod
+    ds.add_eni("eni-x", 2, False, "10.0.2.0/24", excluded=True)
+    ds.add_cidrs("eni-x", ["10.0.2.10/32"])
+
+    def agree() -> int:
+        assert ds.free_count() == ds.stats().free
+        return ds.free_count()
+
+    assert agree() == 4
+    for n in (1, 2, 3):
+        ds.assign(key(n))
+    assert agree() == 1
+    ds.release(key(1))
+    ds.release(key(2), cooldown=False)
+    assert agree() == 2  # one cooling, one free again at once
+    clock.now += 31
+    assert agree() == 3
+    ds.remove_eni("eni-x")
+    assert agree() == 3

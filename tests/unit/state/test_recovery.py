@@ -17,8 +17,8 @@ from ipamd.state.checkpoint import (
     snapshot_of,
     write_atomic,
 )
-from ipamd.state.datastore import AllocationKey, Assignment, Datastore, DatastoreError
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore, DatastoreError
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.wire.protocol import PodRef
 
 T0 = 1_700_000_000.0
@@ -33,8 +33,8 @@ class FakeClock:
 
 
 ENIS = [
-    EniView("eni-a", 0, True, "10.0.0.0/24", ("10.0.0.10/32", "10.0.0.11/32", "10.0.0.12/32")),
-    EniView("eni-b", 1, False, "10.0.0.0/24", ("10.0.0.20/32",)),
+    DescribedEni("eni-a", 0, True, "10.0.0.0/24", ("10.0.0.10/32", "10.0.0.11/32", "10.0.0.12/32")),
+    DescribedEni("eni-b", 1, False, "10.0.0.0/24", ("10.0.0.20/32",)),
 ]
 
 
@@ -52,16 +52,16 @@ def test_fresh_node_has_no_checkpoint() -> None:
 def test_keeps_valid_allocations_and_drops_the_rest_with_reasons() -> None:
     ds = Datastore(clock=FakeClock())
     checkpoint = CheckpointData(allocations=(
-        Assignment(key("kept"), "10.0.0.10", "eni-a", PodRef("default", "web-0"), "/run/netns/a", T0 - 50),
-        Assignment(key("moved"), "10.0.0.20", "eni-a", assigned_at=T0 - 40),  # now on eni-b: follows EC2
-        Assignment(key("gone"), "10.0.9.9", "eni-c", assigned_at=T0 - 30),  # EC2 no longer shows it
-        Assignment(key("dead-pod"), "10.0.0.11", "eni-a", assigned_at=T0 - 20),
-        Assignment(key("dup-newer"), "10.0.0.10", "eni-a", assigned_at=T0 - 10),
+        Allocation(key("kept"), "10.0.0.10", "eni-a", PodRef("default", "web-0"), "/run/netns/a", T0 - 50),
+        Allocation(key("moved"), "10.0.0.20", "eni-a", assigned_at=T0 - 40),  # now on eni-b: follows EC2
+        Allocation(key("gone"), "10.0.9.9", "eni-c", assigned_at=T0 - 30),  # EC2 no longer shows it
+        Allocation(key("dead-pod"), "10.0.0.11", "eni-a", assigned_at=T0 - 20),
+        Allocation(key("dup-newer"), "10.0.0.10", "eni-a", assigned_at=T0 - 10),
     ))
     report = recover(ds, checkpoint, ENIS, pod_exists=lambda a: a.key.container_id != "dead-pod")
     assert [a.key.container_id for a in report.kept] == ["kept", "moved"]
     assert ds.get(key("moved")).eni_id == "eni-b"  # type: ignore[union-attr]
-    reasons = {d.assignment.key.container_id: d.reason for d in report.dropped}
+    reasons = {d.allocation.key.container_id: d.reason for d in report.dropped}
     assert reasons.keys() == {"gone", "dead-pod", "dup-newer"}
     assert "on no ENI" in reasons["gone"] and "no longer exists" in reasons["dead-pod"]
     assert "already held by" in reasons["dup-newer"]
@@ -83,14 +83,14 @@ def test_cooldown_survives_a_restart(tmp_path: Path) -> None:
     path = str(tmp_path / "ipam.json")
     clock = FakeClock()
     before = Datastore(cooldown_s=30, clock=clock)
-    recover(before, None, [EniView("eni-a", 0, True, "", ("10.0.0.10/32",))])
+    recover(before, None, [DescribedEni("eni-a", 0, True, "", ("10.0.0.10/32",))])
     before.assign(key("a"))
     before.release(key("a"))
     write_atomic(path, encode_checkpoint(snapshot_of(before, clock()), clock()))
 
     clock.now += 20  # ipamd restarts 20 s later
     after = Datastore(cooldown_s=30, clock=clock)
-    report = recover(after, load_checkpoint(path), [EniView("eni-a", 0, True, "", ("10.0.0.10/32",))])
+    report = recover(after, load_checkpoint(path), [DescribedEni("eni-a", 0, True, "", ("10.0.0.10/32",))])
     assert report.cooldown_restored == 1 and not report.needs_commit
     assert after.assign(key("b")) is None  # still cooling after the restart
     assert after.pool_state().enis[0].cidrs[0].cooling == 1
