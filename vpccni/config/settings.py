@@ -280,6 +280,16 @@ class Settings:
         "current count (window 0) and an ENI freed at available >= (WARM_ENI_TARGET + 1) x addresses "
         "per ENI. Unit: a word. Default vpccni."))
 
+    fleet_budget: str | None = _env("VPCCNI_FLEET_BUDGET", None, p.namespaced_name, (
+        "A ConfigMap (name, or namespace/name; default namespace: ipamd's own) where every node of the "
+        "cluster books its EC2 calls against the account's buckets, so the fleet is paced as one client "
+        "and is not throttled (vpccni bench fleet shows why a per-node budget cannot do that). Needs "
+        "MY_NODE_NAME (the Kubernetes API) and get/create/update on configmaps. Default unset = each "
+        "node keeps to its own budget only."))
+    fleet_budget_share: float = _env("VPCCNI_FLEET_BUDGET_SHARE", 0.9, p.fraction, (
+        "With VPCCNI_FLEET_BUDGET: the share of the account's documented EC2 buckets the fleet may use; the "
+        "rest is left to other clients of the account. Unit: a fraction, (0, 1]. Default 0.9."))
+
     #: Which fields the environment set, and through which variable (field name -> variable).
     env_supplied: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False)
@@ -402,6 +412,10 @@ def _cross_field_problems(s: Settings, env: Mapping[str, str]) -> list[tuple[Con
             ConfigProblem("VPCCNI_SCALE_DOWN_WINDOW", env["VPCCNI_SCALE_DOWN_WINDOW"],
                           "0 or unset with VPCCNI_SHRINK=aws"),
             {"VPCCNI_SCALE_DOWN_WINDOW", "VPCCNI_SHRINK"}))
+    if s.fleet_budget and not s.node_name and env.get("VPCCNI_FLEET_BUDGET"):
+        found.append((ConfigProblem("VPCCNI_FLEET_BUDGET", env["VPCCNI_FLEET_BUDGET"],
+                                    "unset, or MY_NODE_NAME set too (the ledger is a ConfigMap)"),
+                      {"VPCCNI_FLEET_BUDGET", "MY_NODE_NAME"}))
     clash = None if s.disable_introspection or s.disable_metrics else _port_clash(s, env)
     if clash:
         found.append((clash, {"INTROSPECTION_BIND_ADDRESS", "VPCCNI_METRICS_BIND_ADDRESS",

@@ -121,6 +121,7 @@ GOOD = [
     ("VPCCNI_MAX_PODS", "110", "max_pods", 110),
     ("VPCCNI_LOG_FORMAT", "text", "log_format", "text"),
     ("VPCCNI_SHRINK", "aws", "shrink", "aws"),
+    ("VPCCNI_FLEET_BUDGET_SHARE", "0.5", "fleet_budget_share", 0.5),
 ]
 
 
@@ -201,6 +202,8 @@ BAD = [
     ("VPCCNI_DATAPLANE", "ebpf", "one of linux, none"),
     ("VPCCNI_SCALE_DOWN_WINDOW", "-5", "a number of seconds >= 0"),
     ("VPCCNI_SHRINK", "aws-node", "one of vpccni, aws"),
+    ("VPCCNI_FLEET_BUDGET", "kube-system/Budget", "a Kubernetes object as name or namespace/name"),
+    ("VPCCNI_FLEET_BUDGET_SHARE", "0", "a number more than 0 and at most 1"),
     # aws-node features vpccni does not implement: refused when on, never silently ignored.
     ("ENABLE_POD_ENI", "true", "vpccni does not implement Security Groups for Pods"),
     ("ENABLE_MULTI_NIC", "1", "vpccni manages network card 0 only"),
