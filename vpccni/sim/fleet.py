@@ -84,7 +84,7 @@ async def _build(account: SimAccount, spec: FleetSpec, plans: list[NodePlan]
     vpc_id = account.create_vpc(spec.vpc_cidrs[0])
     for extra in spec.vpc_cidrs[1:]:
         account.associate_vpc_cidr(vpc_id, extra)
-    zone_name = {zone: f"{account.region}{zone}" for zone, _ in spec.zones}
+    zone_name = {s.zone: f"{account.region}{s.zone}" for s in spec.subnets}
     subnets = {s.name: account.create_subnet(vpc_id, s.cidr, zone_name[s.zone],
                                              dict([CNI_TAG]) if s.tagged else None) for s in spec.subnets}
     group = account.create_security_group(vpc_id, "fleet-nodes")

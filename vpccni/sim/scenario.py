@@ -3,7 +3,8 @@
 A scenario is plain data built from a seed: the VPC's CIDR blocks and subnets (sizes as real clusters
 have them, one node subnet too small for its node group so that it runs out), the node mix (instance
 types by weight, zones by weight), each node's pod demand (capped at what its ENIs can hold) and each
-pod's arrival time (uniform over the first minute). The same seed gives the same fleet, so policies
+pod's arrival time (uniform over the first minute); a zone may have a node group of its own
+(``zone_mix``). The same seed gives the same fleet, so policies
 compared in one run meet exactly the same nodes and pods.
 """
 
@@ -42,6 +43,11 @@ DEFAULT_SUBNETS = (
 )
 DEFAULT_MIX = (("m5.large", 3), ("m5.xlarge", 4), ("m5.2xlarge", 2), ("c5.4xlarge", 1))
 DEFAULT_ZONES = (("a", 2), ("b", 2), ("c", 1))
+# Zone c's node group has no m5.large: with its node subnet full, a node's pods can only use its
+# secondary ENIs (in the tagged subnets), and an m5.large's two hold 18 addresses, fewer than its 27 pods.
+# Every other type's secondary ENIs hold 30 pods: the scenario stays solvable, so a pod left without an
+# address is the policy's doing, not the layout's.
+DEFAULT_ZONE_MIX = (("c", (("m5.xlarge", 4), ("m5.2xlarge", 2), ("c5.4xlarge", 1))),)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class FleetSpec:
     seed: int = 1
     mix: tuple[tuple[str, int], ...] = DEFAULT_MIX
     zones: tuple[tuple[str, int], ...] = DEFAULT_ZONES
+    zone_mix: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = DEFAULT_ZONE_MIX  # per-zone overrides
     vpc_cidrs: tuple[str, ...] = DEFAULT_VPC_CIDRS
     subnets: tuple[SubnetPlan, ...] = DEFAULT_SUBNETS
 
@@ -100,8 +107,11 @@ def _weighted(rng: random.Random, choices: Sequence[tuple[str, int]], n: int) ->
 def fleet_plan(spec: FleetSpec) -> list[NodePlan]:
     """Every node of the fleet, with its pods' arrival times (seeded)."""
     rng = random.Random(spec.seed)
-    types = _weighted(rng, spec.mix, spec.nodes)
     zones = _weighted(rng, spec.zones, spec.nodes)
+    mixes = dict(spec.zone_mix)
+    per_zone = {zone: iter(_weighted(rng, mixes.get(zone, spec.mix), zones.count(zone)))
+                for zone, _ in spec.zones}
+    types = [next(per_zone[zone]) for zone in zones]
     node_subnets: Mapping[str, list[str]] = {
         zone: [s.name for s in spec.subnets if s.zone == zone and s.hosts_nodes] for zone, _ in spec.zones}
     plans = []
