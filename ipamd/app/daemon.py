@@ -53,8 +53,9 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import GroupCommitter, snapshot_of
 from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Datastore
+from ipamd.state.journal import ChurnJournal, token
 from ipamd.state.recovery import DescribedEni, recover
-from vpccni.config.settings import Settings
+from vpccni.config.settings import Settings, render
 from vpccni.errors import RetryableError
 from vpccni.wire.protocol import spool_dir_for
 
@@ -70,6 +71,8 @@ IMDS_CHECK_MIN_INTERVAL_S = 1.0
 HOST_PASS_MIN_INTERVAL_S = 1.0
 REPLAY_MIN_INTERVAL_S = 1.0
 POKE_MIN_GAP_S = 0.05
+JOURNAL_SUFFIX = ".churn"  # the churn journal's segments sit next to the checkpoint
+JOURNAL_FLUSH_S = 2.0  # a crash loses at most this much churn; the ADD path never writes
 LEAK_SWEEP_FIRST_MAX_S = 300.0
 
 
@@ -93,6 +96,9 @@ class Node:
         ds = self.datastore = Datastore(prefix_delegation=boot.prefix_delegation,
                                         cooldown_s=s.ip_cooldown_period)
         self.committer = GroupCommitter(s.backing_store, lambda: snapshot_of(ds, time.time()), time.time)
+        self.journal = ChurnJournal(s.backing_store + JOURNAL_SUFFIX, journal_header(s, boot))
+        ds.on_event = lambda kind, key, held, assigned: self.journal.record(
+            kind, token(key.container_id, key.ifname), held, assigned)
         self.status = GrowthStatus(ds)
         feed.on_throttle = self.status.note_throttle
         hooks = kubernetes.hooks(boot.dataplane.hooks) if kubernetes else boot.dataplane.hooks
@@ -173,6 +179,8 @@ class Node:
                 "/v1/enis": lambda: json_reply(enis_view(self.datastore, self.reconciler.ctx.eni_subnets)),
                 "/v1/pool": lambda: json_reply(self._pool()),
                 "/v1/ipamd-env-settings": lambda: json_reply(env_view(s, IPAMD_ENV)),
+                # The churn journal for vpccni tune: a few MiB read from disk, rarely asked for.
+                "/v1/journal": lambda: (200, "text/plain; charset=utf-8", self.journal.read()),
                 "/v1/networkutils-env-settings": lambda: json_reply(env_view(s, NETWORKUTILS_ENV)),
                 "/healthz": lambda: json_reply({"ok": True, "pool_passes": self.reconciler.ticks}),
                 "/readyz": self._readyz,
@@ -233,6 +241,8 @@ class Node:
                                           what="host network pass")
             tasks["vpc-cidrs"] = every(s.vpc_cidr_check_period, self._check_vpc_cidrs, what="VPC CIDR watch",
                                        jitter=0.1)
+        tasks["churn-journal"] = every(JOURNAL_FLUSH_S, lambda: asyncio.to_thread(self.journal.flush),
+                                       what="churn journal flush")
         tasks["conflist"] = self.conflist.run()
         if self.k8s is not None:
             from ipamd.app.k8s import REFRESH_S as K8S_REFRESH_S
@@ -274,6 +284,7 @@ class Node:
             await endpoint.close()
         await self.server.close()
         await self.committer.aclose()
+        self.journal.flush()
         if self.k8s is not None:
             self.k8s.close()
 
@@ -339,3 +350,13 @@ class Daemon:
                 raise Stopped(what)
             except TimeoutError:
                 delay = min(delay * 2, 5.0)
+
+
+def journal_header(settings: Settings, boot: Boot) -> dict[str, Any]:
+    """What ``vpccni tune`` needs to replay this node's churn: the node and the settings it ran with."""
+    variables = {variable: render(getattr(settings, name))
+                 for name, variable in settings.env_supplied.items()}
+    return {"instance_id": boot.facts.instance_id, "node_name": settings.node_name or "",
+            "instance_type": boot.facts.instance_type, "zone": boot.facts.availability_zone,
+            "subnet_id": boot.facts.subnet_id, "prefix_delegation": boot.prefix_delegation,
+            "settings": variables}
