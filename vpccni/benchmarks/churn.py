@@ -35,7 +35,7 @@ from vpccni.benchmarks.stats import machine_load
 from vpccni.console import fail
 from vpccni.testing.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
 from vpccni.wire.client import IpamdUnreachable, call, call_async
-from vpccni.wire.introspection import introspect
+from vpccni.wire.introspection import http_get, introspect
 from vpccni.wire.protocol import ErrorKind, Op, Request
 
 GOAL_MUTATING_PER_1000 = 20.0
@@ -149,14 +149,18 @@ def _wait_pool_ready(paths: IpamdPaths, timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def _scenario(
+def scenario(
     cloud: Any,
     trace: list[PodLife],
     scale: TimeScale,
     instance_type: str,
     name: str,
     settings: dict[str, str],
+    *,
+    keep_journal: bool = False,
 ) -> dict[str, Any]:
+    """One setting's run of the trace on a fresh node; ``keep_journal``: the result carries ipamd's churn
+    journal (``/v1/journal``, read before ipamd stops) under ``journal``, for ``vpccni tune``."""
     node = cloud.add_node(instance_type)
     with tempfile.TemporaryDirectory(prefix="vpccni-churn-") as workdir:
         paths = IpamdPaths(workdir)
@@ -176,9 +180,21 @@ def _scenario(
             tally = asyncio.run(_replay(paths, trace, scale))
             wall = time.monotonic() - began
             counters = {action: c.to_json() for action, c in sorted(cloud.server.counters().items())}
+            journal = _journal(paths) if keep_journal else None
         finally:
             process.terminate()
-    return _result(name, settings, trace, counters, tally, wall)
+    result = _result(name, settings, trace, counters, tally, wall)
+    if journal is not None:
+        result["journal"] = journal
+    return result
+
+
+def _journal(paths: IpamdPaths) -> str:
+    time.sleep(3.0)  # ipamd flushes its journal every 2 s (wall): wait for the last events
+    status, body = http_get(paths.introspection, "/v1/journal")
+    if status != 200:
+        raise RuntimeError(f"/v1/journal answered HTTP {status}")
+    return body.decode()
 
 
 def _stats(samples: list[int]) -> dict[str, float]:
@@ -253,7 +269,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     scale = TimeScale(args.scale)
     with LocalCloud(profile="fast", seed=args.seed, throttle=scaled_throttling(scale)) as cloud:
         runs = [
-            _scenario(cloud, trace, scale, args.instance_type, name, settings) for name, settings in SCENARIOS
+            scenario(cloud, trace, scale, args.instance_type, name, settings) for name, settings in SCENARIOS
         ]
 
     cloud_refill = {name: spec.refill_per_s for name, spec in scaled_throttling(scale).buckets.items()}
