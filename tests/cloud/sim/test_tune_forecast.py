@@ -42,7 +42,8 @@ def runs() -> dict[str, object]:
         actual = {name: scenario(cloud, trace, SCALE, "m5.xlarge", name, settings)
                   for name, settings in SETTINGS}
     journal = parse(str(recorded["journal"]))
-    forecasts = {name: forecast(name, replay(journal, settings, profile="fast")) for name, settings in SETTINGS}
+    forecasts = {name: forecast(name, replay(journal, settings, profile="fast"))
+                 for name, settings in SETTINGS}
     return {"journal": journal, "recorded": recorded, "actual": actual, "forecasts": forecasts}
 
 
