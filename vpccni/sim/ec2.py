@@ -97,29 +97,22 @@ class SimAccount:
         # Signed as any client's requests (moto finds its EC2 backend by the signature's scope).
         config = Config(retries={"total_max_attempts": 1}, region_name=self.region)
         client = self.bridge.attach(_session(self.region).client("ec2", endpoint_url=ENDPOINT, config=config))
-        client.meta.events.register("before-call.ec2", self._throttled_early)
         return client
 
-    def _throttled_early(self, model: Any, params: dict[str, Any], **_: Any) -> Any:
-        """A request the account's bucket would refuse is answered before it is signed and sent.
+    def node_client(self) -> Any:
+        """The client simulated nodes call: :meth:`client`, behind :class:`ThrottleFirst`."""
+        return ThrottleFirst(self.client(), self)
 
-        The middleware would answer it the same way (it checks the bucket first: this account runs no
-        IAM mode and is always called in its own region), counted the same; skipping the HTTP round
-        trip only saves the simulator the work of a request that changes nothing. A storm of throttled
-        retries is most of what a fleet without a shared budget sends."""
-        from botocore.awsrequest import AWSResponse
-
-        action = model.name
-        body = params.get("body")
-        filtered = len(body) > 2 if isinstance(body, dict) else True  # as the middleware decides
+    def refuse_now(self, action: str, *, filtered: bool) -> bool:
+        """Whether the account's bucket refuses ``action`` now; a refusal is counted as the middleware
+        counts one (the bucket is its first check: this account runs no IAM mode, and every request is
+        signed for its region)."""
         if not self.throttler.would_throttle(action, filtered=filtered):
-            return None
+            return False
         self._counters.call(action)
         self._counters.outcome(action, THROTTLED)
         self.throttled_early += 1
-        parsed = {"Error": {"Code": THROTTLED, "Message": "Request limit exceeded."},
-                  "ResponseMetadata": {"HTTPStatusCode": 503, "HTTPHeaders": {}}}
-        return AWSResponse(ENDPOINT, 503, {}, None), parsed
+        return True
 
     def _ec2(self) -> Any:
         if self._setup is None:
@@ -172,3 +165,37 @@ def _virtual_wait(seconds: float) -> bool:
     """The middleware's latency wait: virtual seconds inside a fiber (False: nobody stopped it)."""
     fibers.sleep(seconds)
     return False
+
+
+class ThrottleFirst:
+    """A boto3 EC2 client whose requests the account's bucket would refuse now are refused before botocore
+    builds them, with the ClientError botocore raises for that answer (code RequestLimitExceeded, HTTP
+    503). The middleware would answer them the same way and nothing in EC2 changes; only the simulator is
+    spared serialising, signing and parsing a request that does nothing: a fleet without a shared budget
+    sends millions of them. Every other request goes through the client unchanged."""
+
+    def __init__(self, client: Any, account: SimAccount) -> None:
+        self._client = client
+        self._account = account
+        self._actions: dict[str, str] = dict(client.meta.method_to_api_mapping)
+        self._wrapped: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        wrapped = self._wrapped.get(name)
+        if wrapped is not None:
+            return wrapped
+        method = getattr(self._client, name)
+        action = self._actions.get(name)
+        if action is None:
+            return method
+
+        def call(**params: Any) -> Any:
+            if self._account.refuse_now(action, filtered=bool(params)):  # as the middleware decides
+                from botocore.exceptions import ClientError
+
+                raise ClientError({"Error": {"Code": THROTTLED, "Message": "Request limit exceeded."},
+                                   "ResponseMetadata": {"HTTPStatusCode": 503}}, action)
+            return method(**params)
+
+        self._wrapped[name] = call
+        return call

@@ -105,7 +105,7 @@ async def _fleet(spec: FleetSpec, policy: NodePolicy, *, profile: str | LatencyP
     _, instances = await _build(account, spec, plans)
     settings = policy.settings()
     pool = fibers.Fibers()
-    client = account.client()
+    client = account.node_client()
     ledger = SimConfigMap() if policy.fleet_share > 0 else None
     nodes = [SimNode(instance, policy=policy, settings=settings, client=client, pool=pool,
                      rng=random.Random(rng.random()), ledger=ledger) for _, instance in instances]

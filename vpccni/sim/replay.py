@@ -120,7 +120,7 @@ async def _replay(journal: Journal, env: dict[str, str], *, profile: str | Laten
     subnet_free_at_start = account.free_addresses(subnet.subnet_id)
     random.seed(seed)
     policy = NodePolicy("tune", env=env)
-    node = SimNode(instance, policy=policy, settings=policy.settings(), client=account.client(),
+    node = SimNode(instance, policy=policy, settings=policy.settings(), client=account.node_client(),
                    pool=fibers.Fibers(), rng=random.Random(seed))
     spans = pod_spans(journal)
     end = max([s.depart_s or s.arrive_s for s in spans], default=0.0)
