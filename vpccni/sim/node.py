@@ -16,6 +16,7 @@ simulated), and the daemon's supervision (a pass that fails is counted, never fa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections import Counter
@@ -33,7 +34,7 @@ from ipamd.state.recovery import recover
 from vpccni.cloud.aws.buckets import DOCUMENTED, bucket_of
 from vpccni.cloud.aws.errors import map_error
 from vpccni.cloud.aws.provider import AwsProvider
-from vpccni.cloud.budget import ApiBudget, BudgetSettings
+from vpccni.cloud.budget import ApiBudget, BucketSettings, BudgetSettings
 from vpccni.cloud.fleetbudget import FleetBudget, LedgerStore, Rate
 from vpccni.cloud.retry import CallRunner, RetrySettings
 from vpccni.config import limits as limits_mod
@@ -71,9 +72,23 @@ class NodePolicy:
     retry: RetrySettings = field(default_factory=RetrySettings)
     subnet_full_per_subnet: bool = True
     fleet_share: float = 0.0  # > 0: a fleet budget over this share of the account's buckets (FleetBudget)
+    # How much longer, in cluster seconds, the constants a compressed real run keeps on the wall clock are
+    # (retry back-off and limit, the budget's AIMD intervals): a run at 25 cluster s per wall s has them
+    # 25 times longer. 1 = a real node. For comparing with such a run only.
+    wall_factor: float = 1.0
 
     def settings(self) -> Settings:
         return Settings.from_env(self.env)
+
+
+def _stretched(sizes: BudgetSettings, factor: float) -> BudgetSettings:
+    """The budget with its AIMD intervals ``factor`` times longer (see NodePolicy.wall_factor)."""
+    def stretch(bucket: BucketSettings) -> BucketSettings:
+        return dataclasses.replace(bucket, quiet_interval_s=bucket.quiet_interval_s * factor,
+                                   decrease_cooldown_s=bucket.decrease_cooldown_s * factor)
+
+    return dataclasses.replace(sizes, mutating=stretch(sizes.mutating), describe=stretch(sizes.describe),
+                               max_wait_s=sizes.max_wait_s * factor)
 
 
 class _NoCommit:
@@ -137,13 +152,19 @@ class SimNode:
             mutating_capacity=s.api_mutating_bucket, mutating_rate=s.api_mutating_refill,
             describe_capacity=s.api_describe_bucket, describe_rate=s.api_describe_refill)
             if policy.budget else BudgetSettings.unlimited())
+        if policy.wall_factor != 1.0:
+            sizes = _stretched(sizes, policy.wall_factor)
         self.budget = ApiBudget(sizes, clock=self.monotonic, sleep=fibers.sleep)
         if policy.fleet_share > 0 and ledger is not None:
             rates = {name: Rate(b.capacity * policy.fleet_share, b.refill_per_s * policy.fleet_share)
                      for name, b in DOCUMENTED.items()}
             self.budget = FleetBudget(self.budget, ledger, rates, bucket_of, clock=self.wall,
                                       sleep=fibers.sleep, rng=random.Random(rng.random()))
-        runner = CallRunner(map_error=map_error, retry=policy.retry, budget=self.budget, observer=self.calls,
+        retry = policy.retry if policy.wall_factor == 1.0 else dataclasses.replace(
+            policy.retry, max_total_s=policy.retry.max_total_s * policy.wall_factor,
+            backoff_base_s=policy.retry.backoff_base_s * policy.wall_factor,
+            backoff_max_s=policy.retry.backoff_max_s * policy.wall_factor)
+        runner = CallRunner(map_error=map_error, retry=retry, budget=self.budget, observer=self.calls,
                             clock=self.monotonic, sleep=fibers.sleep)
         self.provider = AwsProvider(client, runner)
         self.prefix_delegation = prefix_delegation(s, limits)
