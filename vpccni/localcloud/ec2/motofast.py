@@ -16,6 +16,16 @@ import copy
 from typing import Any
 
 _INDEX = "_vpccni_instance_index"
+# The Ec2State of each (account, region), so moto's subnet can count its free addresses from our index.
+_STATES: dict[tuple[str, str], Any] = {}
+
+
+def register(state: Any) -> None:
+    _STATES[(state.account_id, state.region)] = state
+
+
+def forget(state: Any) -> None:
+    _STATES.pop((state.account_id, state.region), None)
 
 
 def install() -> None:
@@ -23,7 +33,20 @@ def install() -> None:
     from moto.ec2.models.core import TaggedEC2Resource
     from moto.ec2.models.elastic_network_interfaces import NetworkInterfaceBackend
     from moto.ec2.models.instances import InstanceBackend
+    from moto.ec2.models.subnets import Subnet
     from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+
+    # moto's own count, kept once: install() runs for every account and must not wrap its own patch.
+    counted: Any = Subnet.__dict__.get("_vpccni_moto_count") or Subnet.__dict__["available_ip_address_count"]
+    Subnet._vpccni_moto_count = counted  # type: ignore[attr-defined]
+
+    def available_ip_address_count(subnet: Any) -> int:
+        # moto counts by walking every ENI of the account; our index knows (and counts /28s right).
+        backend = subnet.ec2_backend
+        state = _STATES.get((backend.account_id, backend.region_name))
+        if state is None:
+            return int(counted.fget(subnet))
+        return int(state.space(subnet).free_count())
 
     def get_tags(resource: Any) -> list[dict[str, str]]:
         # moto: describe_tags(filters={"resource-id": [id]}), an anchored exact match over every tag.
@@ -84,6 +107,7 @@ def install() -> None:
         (NetworkInterfaceBackend, "get_network_interface", get_network_interface),
         (InstanceBackend, "get_instance", get_instance),
         (InstanceBackend, "get_reservations_by_instance_ids", get_reservations_by_instance_ids),
+        (Subnet, "available_ip_address_count", property(available_ip_address_count)),
     ]
     for cls, name, fn in replacements:
         setattr(cls, name, fn)

@@ -160,6 +160,7 @@ class Ec2State:
 
         _own_security_groups_only()
         motofast.install()
+        motofast.register(self)
         with _BACKEND_CREATION:
             original = settings.ec2_load_default_amis
             if not load_default_amis:
@@ -174,6 +175,7 @@ class Ec2State:
         from moto.ec2.models import ec2_backends
 
         self._taken.clear()
+        motofast.forget(self)
         ec2_backends.pop(self.account_id, None)
 
     # --- lookups that fail the way EC2 does -----------------------------------------------------------
