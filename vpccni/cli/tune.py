@@ -80,8 +80,8 @@ def _load(args: argparse.Namespace) -> list[str]:
 def _forecast(text: str, name: str, overrides: dict[str, str], profile: str) -> dict[str, Any]:
     import logging
 
-    from ipamd.state.journal import parse
     from vpccni.sim.forecast import forecast
+    from vpccni.sim.journal import parse
     from vpccni.sim.replay import replay
 
     logging.getLogger().addHandler(logging.NullHandler())  # ipamd's own warnings stay out of the table
@@ -91,8 +91,8 @@ def _forecast(text: str, name: str, overrides: dict[str, str], profile: str) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ipamd.state.journal import parse
     from vpccni.errors import ConfigError
+    from vpccni.sim.journal import parse
     from vpccni.sim.replay import settings_for
 
     try:

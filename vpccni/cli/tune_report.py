@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from ipamd.state.journal import Journal
 from vpccni.sim.fleetview import summed
 from vpccni.sim.forecast import Forecast
+from vpccni.sim.journal import Journal
 from vpccni.sim.recommend import Scored, candidates, env_lines, frontier, pick
 
 Replays = Callable[[list[tuple[str, str, dict[str, str]]], str, int], list[dict[str, Any]]]
