@@ -43,7 +43,7 @@ from vpccni.net.names import (
     validate_mtu,
     validate_table,
 )
-from vpccni.net.nsutil import NetnsMissing, error_code, fail, iproute, open_netns
+from vpccni.net.nsutil import Netns, NetnsFd, NetnsMissing, error_code, fail, iproute, open_netns
 from vpccni.net.rtnl import Rtnl, rtnl
 
 if TYPE_CHECKING:
@@ -61,11 +61,12 @@ _IFF_UP = 0x1
 class PodAttachment:
     """One pod interface: where it lives, what it is called on both sides, its address and ENI table.
 
-    ``pod_netns`` is CNI_NETNS (absolute path) or a namespace name; it may be None for teardown only
-    (DEL without a netns). ``table`` is the route table of the ENI holding the address (main = primary).
+    ``pod_netns`` is the pod's namespace open (how ipamd has it: the plugin passed it), a namespace name or
+    an absolute path; None for teardown only (DEL without a netns). ``table`` is the route table of the ENI
+    holding the address (main = primary).
     """
 
-    pod_netns: str | None
+    pod_netns: Netns | None
     ifname: str
     host_ifname: str
     ipv4: str
@@ -154,9 +155,15 @@ def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
         raise PlumbingFailed("set up pod network", "no pod network namespace given")
     where = netns or "the node namespace"
     pod_where = f"pod namespace {att.pod_netns}"
-    pod_fd = open_netns(att.pod_netns)
+    opened: int | None = None  # closed here; a NetnsFd belongs to the caller
+    if isinstance(att.pod_netns, NetnsFd):
+        pod_ns = att.pod_netns
+    else:
+        opened = open_netns(att.pod_netns)
+        pod_ns = NetnsFd(opened, att.pod_netns)
+    pod_fd = pod_ns.fd
     try:
-        with rtnl(netns) as host, rtnl(pod_fd) as pod:
+        with rtnl(netns) as host, rtnl(pod_ns) as pod:
             created = False
             host_mac, pod_mac = _random_mac(), _random_mac()
             step = f"create veth {att.host_ifname} / {att.ifname} in {where}"
@@ -191,7 +198,8 @@ def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
                     fail(step, exc)
                 raise
     finally:
-        os.close(pod_fd)
+        if opened is not None:
+            os.close(opened)
     return PodLinks(
         host_ifname=att.host_ifname,
         host_mac=host_mac,

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from vpccni.net.nsutil import netlink_socket
+from vpccni.net.nsutil import Netns, netlink_socket
 
 __all__ = ["LinkInfo", "NetlinkFailure", "Rtnl", "rtnl"]
 
@@ -298,9 +298,10 @@ class Rtnl:
 
 
 @contextmanager
-def rtnl(netns: str | int | None) -> Iterator[Rtnl]:
-    """A short-lived :class:`Rtnl` in ``netns``: a name or path, an open namespace fd (already checked
-    by :func:`~vpccni.net.nsutil.open_netns`), or None for the calling thread's namespace."""
+def rtnl(netns: Netns | int | None) -> Iterator[Rtnl]:
+    """A short-lived :class:`Rtnl` in ``netns``: a name or path, an open namespace (a
+    :class:`~vpccni.net.nsutil.NetnsFd`, or an fd already checked by :func:`~vpccni.net.nsutil.open_netns`),
+    or None for the calling thread's namespace."""
     sock = netlink_socket(netns)
     try:
         sock.settimeout(_TIMEOUT_S)  # a lost answer fails the step instead of hanging a plumbing thread
