@@ -35,6 +35,8 @@ case) and 51 (STATUS "existing pods may have limited connectivity" -- ipamd has 
 
 from __future__ import annotations
 
+import os
+
 from vpccni.errors import ProtocolError, VpccniError
 from vpccni.wire import wirejson
 from vpccni.wire.client import IpamdTimeout, IpamdUnreachable
@@ -57,6 +59,7 @@ from vpccni.wire.protocol import (
     ErrorKind,
     NoIpReason,
     PodRef,
+    text_problem,
     valid_identifier,
     valid_ifname,
 )
@@ -206,10 +209,10 @@ def parse_invocation(env: Mapping[str, str]) -> Invocation:
             "not '.' or '..', without '/', ':' or whitespace",
         )
     netns = env.get("CNI_NETNS", "")
-    if netns and (not netns.startswith("/") or "\0" in netns):
+    if netns and (not netns.startswith("/") or text_problem(netns) is not None):
         raise CniError(
             INVALID_ENV,
-            f"invalid CNI_NETNS {netns!r}: it must be an absolute path to a network namespace, "
+            f"invalid CNI_NETNS {netns!r}: it must be an absolute path (UTF-8) to a network namespace, "
             "e.g. /run/netns/<name> or /proc/<pid>/ns/net",
         )
     return Invocation(
@@ -220,6 +223,32 @@ def parse_invocation(env: Mapping[str, str]) -> Invocation:
         path=_split_path(env.get("CNI_PATH", "")),
         pod=parse_cni_args(env.get("CNI_ARGS", "")),
     )
+
+
+def open_netns(netns: str) -> int:
+    """CNI_NETNS opened here, where the runtime's mounts are seen, for ipamd to plumb through (ipamd never
+    opens a runtime's path: in its own mount namespace the path may not exist, or name something else).
+
+    Namespace files are regular files on nsfs, so nothing else is opened: not a device (an open can have
+    effects) nor a FIFO (an open would block). ipamd checks the descriptor is a pod's network namespace.
+    The caller closes the descriptor. CniError 4 naming the problem otherwise.
+    """
+    try:
+        mode = os.stat(netns).st_mode
+    except FileNotFoundError:
+        raise CniError(INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} does not exist") from None
+    except OSError as exc:
+        raise CniError(
+            INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} cannot be inspected: {exc.strerror}"
+        ) from None
+    if mode & 0o170000 != 0o100000:  # S_IFMT, S_IFREG (no `import stat` on the exec path)
+        raise CniError(INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} is not a namespace file")
+    try:
+        return os.open(netns, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CniError(
+            INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} cannot be opened: {exc.strerror}"
+        ) from None
 
 
 def _split_path(value: str) -> tuple[str, ...]:

@@ -201,17 +201,20 @@ def rpc_floor(workdir: str, runs: int) -> LatencySummary:
     server, datastore and durable group commit, a fake ENI): connect, send, assign, fsync, answer, from a
     warm client. Each ADD is followed by an untimed DEL. One untimed pair first."""
     from vpccni.benchmarks.rpc import _read_event, _start_server
+    from vpccni.testing.scratch_netns import LABEL, scratch_netns
 
     proc, socket_path = _start_server(workdir, addresses=64)
     samples: list[float] = []
+    netns = contextlib.ExitStack()
     try:
         assert proc.stdout is not None
         _read_event(proc.stdout, "ready")
+        netns_fd = netns.enter_context(scratch_netns())  # passed with each ADD; nothing is plumbed
         for n in range(runs + 1):
             add = Request(op=Op.ADD, network="bench", container_id=f"floor{n}", ifname="eth0",
-                          netns="/proc/self/ns/net", deadline_ms=10_000)
+                          netns=LABEL, deadline_ms=10_000)
             started = time.perf_counter()
-            answer = call(socket_path, add)
+            answer = call(socket_path, add, netns_fd=netns_fd)
             elapsed = time.perf_counter() - started
             if not answer.ok:
                 raise RuntimeError(f"ipamd.app.benchserve refused an ADD: {answer.error}")
@@ -220,6 +223,7 @@ def rpc_floor(workdir: str, runs: int) -> LatencySummary:
             call(socket_path, Request(op=Op.DEL, network="bench", container_id=f"floor{n}", ifname="eth0",
                                       reason="PodDeleted", deadline_ms=10_000))
     finally:
+        netns.close()
         proc.terminate()
         try:
             proc.communicate(timeout=15)

@@ -30,6 +30,7 @@ from vpccni.benchmarks.churn_trace import PodLife, TimeScale, churn_trace, peak_
 from vpccni.benchmarks.stats import machine_load
 from vpccni.console import fail
 from vpccni.testing.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
+from vpccni.testing.scratch_netns import LABEL, scratch_netns
 from vpccni.wire.client import IpamdUnreachable, call, call_async
 from vpccni.wire.introspection import introspect
 from vpccni.wire.protocol import ErrorKind, Op, Request
@@ -40,7 +41,7 @@ SCENARIOS: tuple[tuple[str, dict[str, str]], ...] = (
     ("WARM_IP_TARGET=2", {"WARM_IP_TARGET": "2"}),
 )
 NETWORK = "churn"
-NETNS = "/proc/self/ns/net"
+NETNS = LABEL  # the pods' namespace: one empty scratch namespace, passed open (ipamd plumbs nothing)
 ADD_RETRY_CLUSTER_S = 2.0  # kubelet retries a failed sandbox after about this long
 SAMPLE_EVERY_WALL_S = 0.1
 _NON_MUTATING = ("Describe", "Get", "List", "Search")
@@ -75,14 +76,15 @@ class Tally:
     in_use_samples: list[int] = field(default_factory=list)
 
 
-async def _pod(pod: PodLife, socket_path: str, scale: TimeScale, start: float, tally: Tally) -> None:
+async def _pod(pod: PodLife, socket_path: str, scale: TimeScale, start: float, tally: Tally,
+               netns_fd: int) -> None:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(start + scale.wall(pod.arrive_s) - loop.time(), 0.0))
     add = Request(op=Op.ADD, network=NETWORK, container_id=pod.name, ifname="eth0", netns=NETNS)
     first = True
     while True:
         tally.attempts += 1
-        answer = await call_async(socket_path, add)
+        answer = await call_async(socket_path, add, netns_fd)
         if answer.ok:
             break
         kind = str(answer.error.kind) if answer.error else "unknown"
@@ -122,7 +124,8 @@ async def _replay(paths: IpamdPaths, trace: list[PodLife], scale: TimeScale) -> 
     done = asyncio.Event()
     sampler = asyncio.create_task(_sample(paths.introspection, tally, done))
     start = asyncio.get_running_loop().time()
-    await asyncio.gather(*(_pod(pod, paths.socket, scale, start, tally) for pod in trace))
+    with scratch_netns() as netns_fd:
+        await asyncio.gather(*(_pod(pod, paths.socket, scale, start, tally, netns_fd) for pod in trace))
     done.set()
     await sampler
     return tally

@@ -7,8 +7,9 @@ Reusable by any tier that needs a running ipamd (cloud tests here, e2e later):
 - ``run_ipamd(instance_type, settings, ...) -> Ipamd``: a fresh node and an ipamd for it (started and
   ready unless ``start=False``); every ipamd it made is stopped (by PID) and its directory removed after
   the test, even on failure;
-- :class:`Ipamd`: ADD/DEL over the socket like the plugin, ``/v1/pool`` and ``/v1/enis``, EC2's truth
-  for the node (``ec2_enis``), restarts, crashes (SIGKILL or an armed crash point), ``wait_until``.
+- :class:`Ipamd`: ADD/DEL over the socket like the plugin (an ADD passes an empty scratch namespace: ipamd
+  runs without plumbing here, and takes a pod's namespace only open), ``/v1/pool`` and ``/v1/enis``, EC2's
+  truth for the node (``ec2_enis``), restarts, crashes (SIGKILL or an armed crash point), ``wait_until``.
 
 Timers are short (pool loop 0.1 s, release spacing and min ENI age 1 s ...) and the API budget wide, so a
 scenario takes seconds; tests that are about the budget or the timers pass their own values.
@@ -16,6 +17,7 @@ scenario takes seconds; tests that are about the budget or the timers pass their
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -30,6 +32,7 @@ from vpccni.localcloud import LocalCloud, Node
 from vpccni.localcloud.model import EniView
 from vpccni.testing.cluster_node import FAST_TIMERS
 from vpccni.testing.ipamd_process import CRASH_ENV, IpamdPaths, IpamdProcess, free_tcp_port, ipamd_env
+from vpccni.testing.scratch_netns import LABEL, scratch_netns
 from vpccni.wire.client import IpamdUnreachable, call
 from vpccni.wire.introspection import http_get, introspect
 from vpccni.wire.protocol import ErrorKind, NoIpReason, Op, Request, Response
@@ -37,7 +40,7 @@ from vpccni.wire.protocol import ErrorKind, NoIpReason, Op, Request, Response
 T = TypeVar("T")
 
 NETWORK = "vpccni"
-NETNS = "/proc/self/ns/net"  # a real network namespace (ipamd checks the path is one); nothing is plumbed
+NETNS = LABEL  # what the requests call the pods' namespace: the scratch one each Ipamd passes open
 WAITING_REASONS = {NoIpReason.GROWING, NoIpReason.STARTING, NoIpReason.THROTTLED}
 
 # The cluster's short timers, with a faster pool loop and EC2 reconcile: these tests wait on them.
@@ -67,6 +70,7 @@ class Ipamd:
     paths: IpamdPaths
     settings: dict[str, str]
     metrics_port: int
+    pod_netns_fd: int  # an empty network namespace, open: passed with ADD and CHECK
     process: IpamdProcess | None = None
     add_answers: Counter[str] = field(default_factory=Counter)  # ADD answers seen, by outcome
 
@@ -119,7 +123,8 @@ class Ipamd:
 
     def request(self, op: Op, cid: str = "", **fields: Any) -> Response:
         req = Request(op=op, network=NETWORK, container_id=cid, **fields)
-        return call(self.paths.socket, req, timeout_s=10)
+        netns_fd = self.pod_netns_fd if op in (Op.ADD, Op.CHECK) else None
+        return call(self.paths.socket, req, timeout_s=10, netns_fd=netns_fd)
 
     def add(self, cid: str, ifname: str = "eth0") -> Response:
         answer = self.request(Op.ADD, cid, ifname=ifname, netns=NETNS)
@@ -209,6 +214,7 @@ def ipamd_cloud() -> Iterator[LocalCloud]:
 @pytest.fixture
 def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
     made: list[Ipamd] = []
+    namespaces = contextlib.ExitStack()
 
     def make(
         instance_type: str = "m5.large",
@@ -222,7 +228,8 @@ def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
         node = node or ipamd_cloud.add_node(instance_type, **node_kwargs)
         workdir = tempfile.mkdtemp(prefix="vpccni-ipamd-")  # short: socket paths must fit in 108 bytes
         ipamd = Ipamd(
-            ipamd_cloud, node, IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})}, free_tcp_port()
+            ipamd_cloud, node, IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})}, free_tcp_port(),
+            namespaces.enter_context(scratch_netns()),
         )
         made.append(ipamd)
         if start:
@@ -234,6 +241,7 @@ def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
     finally:
         for ipamd in made:
             ipamd.close()
+        namespaces.close()
         ipamd_cloud.server.faults.clear()
         for node in ipamd_cloud.nodes:
             imds = ipamd_cloud.imds(node)
