@@ -7,6 +7,7 @@ server's life (:mod:`vpccni.testing.scratch_netns`); ``NETNS`` is only what the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
+from ipamd.dataplane.netns import NetnsGuard
 from ipamd.dataplane.pod import NullPodNetwork, PodNetwork
 from ipamd.serve.handler import RequestHandler
 from ipamd.serve.server import IpamServer, ServerSettings
@@ -74,6 +76,8 @@ async def running_ipamd(
     pool_status: PoolStatus | None = None,
     demand: PoolDemand | None = None,
     ready: bool = True,
+    netns_guard: NetnsGuard | None = None,
+    settings: ServerSettings | None = None,
 ) -> AsyncIterator[Ipamd]:
     workdir = tempfile.mkdtemp(prefix="vpccni-srv-")  # short: a socket path must fit in 108 bytes
     stack = ExitStack()
@@ -87,9 +91,10 @@ async def running_ipamd(
         metrics = InMemoryServerMetrics()
         handler = RequestHandler(
             datastore, committer, podnet or NullPodNetwork(), metrics=metrics, pool_status=pool_status,
-            demand=demand,
+            demand=demand, netns_guard=netns_guard,
         )
-        server = IpamServer(handler, ServerSettings(socket_path=socket_path, shutdown_grace_s=2.0))
+        base = settings or ServerSettings(shutdown_grace_s=2.0)
+        server = IpamServer(handler, dataclasses.replace(base, socket_path=socket_path))
         await server.start()
         try:
             if ready:
