@@ -24,8 +24,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, TypeVar
 
 from vpccni.errors import PlumbingBusy, PlumbingError, PlumbingFailed
 
@@ -48,8 +47,7 @@ class NetnsMissing(PlumbingFailed):
     """The named network namespace does not exist (any more). Teardown treats this as success."""
 
 
-@dataclass(frozen=True)
-class NetnsFd:
+class NetnsFd(NamedTuple):  # not a dataclass: the plugin's DEL fallback imports this module
     """An open network namespace: its descriptor (closed by whoever opened it, never here) and the name it
     goes by in messages (for a pod: CNI_NETNS as the runtime gave it)."""
 
