@@ -47,8 +47,9 @@ class Received:
     def attach(self, fds: list[int], truncated: bool) -> None:
         """Take ``fds`` (closing any beyond the first this line holds); ``truncated``: some were dropped."""
         if truncated and not self.problem:
-            self.problem = (f"more than {MAX_FDS_PER_READ} descriptors came at once; a request carries one "
-                            "(its network namespace)")
+            self.problem = ("descriptors that came with the request were dropped (more than "
+                            f"{MAX_FDS_PER_READ} at once, or none free in ipamd); a request carries one: its "
+                            "network namespace")
         for fd in fds:
             if self.fds:  # kept: the first; the rest never reach the handler
                 os.close(fd)

@@ -81,7 +81,7 @@ def test_descriptors_the_kernel_dropped_make_the_line_malformed(opened: list[int
     fd = new_fd(opened)
     inbox.feed(b"ADD\n", [fd], truncated=True)
     [line] = drain(inbox)
-    assert "more than 4 descriptors" in line.problem
+    assert "dropped (more than 4 at once" in line.problem
     line.close()
 
 
