@@ -4,12 +4,10 @@ Transport: a Unix stream socket (default :data:`DEFAULT_SOCKET_PATH`). Framing: 
 line, UTF-8, ``\\n``-terminated. The client sends a request line and reads one response line; a client
 may send further requests on the same connection (the benchmark does), the plugin sends exactly one.
 
-The pod's namespace travels as an open descriptor (SCM_RIGHTS) with the request line: ADD and CHECK
-always, DEL while the namespace still exists. The plugin opens CNI_NETNS where the runtime can see it;
-ipamd plumbs through the descriptor and never resolves the path (``netns`` only names it in messages and
-the checkpoint). The descriptor goes with the sendmsg(2) that carries the start of its line, one line per
-such call, one descriptor per request. An ADD or CHECK without one is refused ``invalid_netns``, like a
-request whose descriptor is not a pod's network namespace.
+The pod's namespace travels open (SCM_RIGHTS, in the sendmsg(2) that carries the start of the line, one
+line per such call, one descriptor per request) with ADD and CHECK, and with DEL while it exists: the plugin
+opens CNI_NETNS, ipamd plumbs through the descriptor and never resolves the path (``netns`` only names it).
+An ADD or CHECK without one, or with one that is not a pod's network namespace, is ``invalid_netns``.
 
 Request::
 
@@ -26,15 +24,13 @@ Response::
     {"v": 2, "ok": true, "status": {...}}                 STATUS, PING
     {"v": 2, "ok": false, "error": {"kind": "no_ip", "message": "...", "reason": "subnet_full"}}
 
-The allocation key is the CNI one: (network, container_id, ifname). Strings are Unicode text without
-NUL (a lone surrogate or a NUL in any field makes the request malformed).
+The allocation key is the CNI one: (network, container_id, ifname). A lone surrogate or a NUL in any
+string makes a message malformed.
 
-Versions: ``v`` is the request's protocol version and ipamd answers in it. Version 2 (this one) passes
-the namespace as a descriptor; version 1 named it by path, which ipamd no longer opens. ipamd serves both
-(:data:`SUPPORTED_VERSIONS`): a version-1 ADD or CHECK is refused with ``unsupported_version`` naming the
-fix (upgrade the plugin), its DEL (host side only), GC, STATUS and PING are served. Any other version is
-refused with ``unsupported_version``. A version-2 request to an ipamd that speaks only 1 is refused the
-same way (that ipamd reads the line and the kernel drops the descriptor it does not ask for).
+Versions: ipamd answers in the request's ``v``. Version 2 passes the namespace open; version 1 named it by
+path, which ipamd no longer opens: its ADD and CHECK are refused ``unsupported_version`` naming the fix
+(upgrade the plugin), its DEL (host side only), GC, STATUS and PING served. Other versions are refused, as
+an ipamd of version 1 refuses 2 (the kernel drops the descriptor it never asks for).
 
 Release records: when ipamd is unreachable during DEL, the plugin tears down what it can from
 ``prevResult`` and writes a release record (:func:`encode_release_record`) into the spool directory
@@ -285,8 +281,8 @@ _RECORDS: dict[str, type[Record]] = {
 
 
 def text_problem(text: str) -> str | None:
-    """Why ``text`` cannot be a protocol string (a NUL, or a lone surrogate: JSON's ``\\ud800`` decodes to
-    one, and no path, interface name or log line can hold it), or None."""
+    """Why ``text`` cannot be a protocol string (a NUL; a lone surrogate, as JSON's ``\\ud800`` decodes),
+    or None: no path, interface name or log line can hold them."""
     if "\0" in text:
         return "contains a NUL character"
     if not text.isascii():
@@ -311,10 +307,9 @@ def _check_texts(value: object, where: str) -> None:
         if isinstance(item, str):
             _check_text(item, where)
         elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
+            stack += [*item, *item.values()]
         elif isinstance(item, list):
-            stack.extend(item)
+            stack += item
 
 
 def _describe(where: str) -> str:
