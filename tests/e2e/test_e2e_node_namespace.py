@@ -1,4 +1,4 @@
-"""#12 item 1, the outside tester's cases, through the real plugin and the real ipamd of an emulated node: the
+"""An outside tester's cases, through the real plugin and the real ipamd of an emulated node: the
 node's own namespace is never taken for a pod's, whatever CNI_NETNS, CNI_IFNAME or verb.
 
 The plugin runs in the node's namespace, as a runtime on the node runs it, so ``CNI_NETNS=/proc/self/ns/net``

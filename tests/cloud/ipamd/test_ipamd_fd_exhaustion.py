@@ -1,8 +1,8 @@
-"""#12 item 3, as found: ipamd under RLIMIT_NOFILE 1024 and 1,100 silent connections to its socket. accept(2)
-ran out of descriptors, so did the release-record replay, its root task gave up and ipamd exited, removing its
-socket. Now the connections it keeps are capped below the limit, the longest idle give way to new ones, and
-the daemon, its replay and a normal ADD/DEL carry on. Then: its descriptors under a load of every outcome
-return to where they were (none of the namespaces passed to it stays open).
+"""An outside tester's finding: ipamd under RLIMIT_NOFILE 1024 and 1,100 silent connections to its socket.
+accept(2) ran out of descriptors, so did the release-record replay, its root task gave up and ipamd exited,
+removing its socket. Now the connections it keeps are capped below the limit, the longest idle give way to
+new ones, and the daemon, its replay and a normal ADD/DEL carry on. Then: its descriptors under a load of
+every outcome return to where they were (none of the namespaces passed to it stays open).
 """
 
 from __future__ import annotations

@@ -121,9 +121,9 @@ def test_connections_beyond_the_limit_take_the_place_of_the_longest_idle_ones() 
 
 
 def test_a_burst_while_ipamd_is_stalled_waits_in_the_listen_queue() -> None:
-    """#12 item 4: 400 plugins connecting at once to a stalled ipamd (its loop blocked, as under SIGSTOP)
-    all get in the listen queue (asyncio's default backlog of 100 refused 300 of them with EAGAIN), and
-    are all answered once it runs again."""
+    """An outside tester's finding: 400 plugins connecting at once to a stalled ipamd (its loop blocked, as
+    under SIGSTOP) all get in the listen queue (asyncio's default backlog of 100 refused 300 of them with
+    EAGAIN), and are all answered once it runs again."""
 
     async def main() -> None:
         async with running_ipamd() as ipamd:
@@ -151,7 +151,7 @@ def test_a_burst_while_ipamd_is_stalled_waits_in_the_listen_queue() -> None:
 
 
 def test_plugins_retry_a_full_listen_queue_within_their_deadline() -> None:
-    """The other half of #12 item 4: with the queue full (a short backlog here) the client's connect gets
+    """The other half of that finding: with the queue full (a short backlog here) the client's connect gets
     EAGAIN at once; it retries until ipamd takes it, so 100 DELs against a stalled ipamd all succeed."""
 
     async def main() -> None:

@@ -1,5 +1,5 @@
 """The one client (vpccni.wire.client) against plain sockets: a full listen queue is waited out within the
-verb's deadline (#12 item 4: it was a failure in 0 ms), nobody listening still fails at once, and the
+verb's deadline (it was a failure in 0 ms), nobody listening still fails at once, and the
 namespace descriptor arrives with the request line."""
 
 from __future__ import annotations
