@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ipamd.pool.batch import batched_goal, batched_release, batching, single_step
 from ipamd.pool.grow import BLOCKED_ENI_LIMIT, BLOCKED_MAX_PODS, GrowthPlan, max_pods_headroom, plan_growth
 from ipamd.pool.shrink import deletable_eni, eni_is_idle, plan_release
 from ipamd.pool.stats import (
@@ -58,6 +59,9 @@ __all__ = [
     "PoolTargets",
     "PoolTimers",
     "addresses_per_eni",
+    "batched_goal",
+    "batched_release",
+    "batching",
     "cidrs_per_eni",
     "cidrs_wanted",
     "decide",
@@ -73,6 +77,7 @@ __all__ = [
     "pool_stats",
     "serves_pods",
     "shortfall",
+    "single_step",
     "surplus_addresses",
     "unit_size",
 ]
@@ -92,6 +97,9 @@ class PoolTargets:
     # leaves the pool exactly at its grow trigger: one arrival re-creates the ENI (5 calls per flap).
     # 0 = aws's exact rule.
     eni_free_margin: float = 0.5
+    # VPCCNI_IP_BATCH: with IP targets in secondary-IP mode, grow and give back whole batches of this many
+    # addresses (ipamd.pool.batch); 0 = no batches, aws's rules.
+    ip_batch: int = 0
 
     @property
     def ip_targets_defined(self) -> bool:
@@ -107,6 +115,9 @@ class NodeCapacity:
     slots_per_eni: int  # the instance type's IPv4 addresses per ENI, primary address included
     max_pods: int  # the pool stops growing once it holds this many addresses
     primary_serves_pods: bool = True  # False under custom networking
+    # The node's interfaces can be neither added nor removed (Azure: a running VM's NICs are fixed): the
+    # pool grows only by addresses on them and never plans a new or a freed interface.
+    interfaces_fixed: bool = False
 
     @property
     def ips_per_eni(self) -> int:
@@ -219,7 +230,7 @@ def decide(
         notes.append(f"{mode}: shrinking as if {state.peak_in_use} were in use (recent peak, "
                      f"now {stats.in_use})")
         stats = stats.at_demand(state.peak_in_use)
-    over = excess(stats, targets)
+    over = batched_release(excess(stats, targets), stats, targets)
     victim = deletable_eni(state, stats, targets, capacity, timers)
     left = over - (len(victim.cidrs) if victim is not None else 0)
     release: tuple[tuple[str, tuple[str, ...]], ...] = ()
