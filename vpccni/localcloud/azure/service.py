@@ -8,6 +8,7 @@ as in ARM; every request needs ``api-version``, else 400 ``MissingApiVersionPara
   ``/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{nic}``
 - ``ListNetworkInterfaces``: GET ``.../resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces``
 - ``GetSubnet``: GET ``.../providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}``
+- ``GetVirtualNetwork``: GET ``.../providers/Microsoft.Network/virtualNetworks/{vnet}``
 - ``GetVirtualMachine``: GET ``.../resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}``
 - ``GetOperationStatus``: GET
   ``/subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operations/{id}``
@@ -35,7 +36,14 @@ from urllib.parse import parse_qs
 from vpccni.localcloud.azure import policy
 from vpccni.localcloud.azure.model import ArmError, ArmState, NicState
 from vpccni.localcloud.azure.rbac import Check, Principal, Rbac
-from vpccni.localcloud.azure.shapes import error_body, nic_json, parse_nic_put, subnet_json, vm_json
+from vpccni.localcloud.azure.shapes import (
+    error_body,
+    nic_json,
+    parse_nic_put,
+    subnet_json,
+    vm_json,
+    vnet_json,
+)
 from vpccni.localcloud.ec2.counters import THROTTLE_CODE as COUNTED_THROTTLE
 from vpccni.localcloud.ec2.counters import CallCounters
 from vpccni.localcloud.ec2.faults import Fault, FaultInjector
@@ -51,6 +59,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         re.compile(_RG + r"/microsoft\.network/virtualnetworks/(?P<vnet>[^/]+)/subnets/(?P<name>[^/]+)$"),
         policy.GET_SUBNET,
     ),
+    ("GET", re.compile(_RG + r"/microsoft\.network/virtualnetworks/(?P<name>[^/]+)$"), policy.GET_VNET),
     ("GET", re.compile(_RG + r"/microsoft\.compute/virtualmachines/(?P<name>[^/]+)$"), policy.GET_VM),
     (
         "GET",
@@ -64,6 +73,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 _NIC_READ = "Microsoft.Network/networkInterfaces/read"
 _NIC_WRITE = "Microsoft.Network/networkInterfaces/write"
 _SUBNET_READ = "Microsoft.Network/virtualNetworks/subnets/read"
+_VNET_READ = "Microsoft.Network/virtualNetworks/read"
 _SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
 _ASG_JOIN = "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action"
 _VM_READ = "Microsoft.Compute/virtualMachines/read"
@@ -198,6 +208,7 @@ class ArmService:
             policy.PUT_NIC: self._put_nic,
             policy.LIST_NICS: self._list_nics,
             policy.GET_SUBNET: self._get_subnet,
+            policy.GET_VNET: self._get_vnet,
             policy.GET_VM: self._get_vm,
             policy.GET_OPERATION: self._get_operation,
         }[request.action]
@@ -251,6 +262,16 @@ class ArmService:
             except ArmError as missing:
                 raise ArmError(404, "NotFound", f"Resource {subnet_id} not found.") from missing
             return Answer(200, subnet_json(subnet))
+
+    def _get_vnet(self, request: _Request, principal: Principal) -> Answer:
+        vnet_id = (f"{self._rg_id(request)}/providers/Microsoft.Network/virtualNetworks/"
+                   f"{request.params['name']}")
+        with self.lock:
+            self.rbac.authorize(principal, [Check(_VNET_READ, vnet_id)])
+            vnet = self.state.vnets.get(f"{request.params['rg']}/{request.params['name']}".lower())
+            if vnet is None:
+                raise ArmError(404, "ResourceNotFound", f"Resource {vnet_id} not found.")
+            return Answer(200, vnet_json(vnet))
 
     def _get_vm(self, request: _Request, principal: Principal) -> Answer:
         vm_id = f"{self._rg_id(request)}/providers/Microsoft.Compute/virtualMachines/{request.params['name']}"
