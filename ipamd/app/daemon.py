@@ -58,7 +58,7 @@ from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Datastore
 from ipamd.state.recovery import EniView, recover
 from vpccni.config.settings import Settings
-from vpccni.errors import RetryableError
+from vpccni.errors import CloudError, RetryableError
 from vpccni.wire.protocol import spool_dir_for
 
 log = logging.getLogger("ipamd.app.main")
@@ -110,7 +110,9 @@ class Node:
             settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
         self.server = IpamServer(self.handler, ServerSettings(socket_path=s.socket_path))
         self.leaks = None
-        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning):
+        # Where interfaces cannot be created (Azure), none of ours can leak: no sweep, no listing calls.
+        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning
+                or not boot.provider.can_attach_interfaces):
             self.leaks = LeakedEniSweeper(boot.provider, vpc_id=boot.facts.vpc_id,
                                           cluster_name=s.cluster_name, grace_s=s.leaked_eni_gc_grace,
                                           lock=self.reconciler.lock)
@@ -153,14 +155,15 @@ class Node:
     async def _check_vpc_cidrs(self) -> None:
         """A VPC may gain CIDR blocks while the node runs; SNAT must then spare them (aws: every 30 s).
         IMDS is enough here: a lagging answer only delays the update by one period, it removes nothing;
-        an IMDS that does not answer is a warning, not a fault of this task."""
+        an IMDS that does not answer is a warning, not a fault of this task. (Azure: the virtual network's
+        address space, read from ARM; a refused or failed read is a warning too.)"""
         try:
-            primary = await asyncio.to_thread(self.boot.imds.interface, self.boot.identity.mac)
-        except RetryableError as exc:
+            cidrs = await asyncio.to_thread(self.boot.vpc_cidrs)
+        except (RetryableError, CloudError) as exc:
             log.warning("VPC CIDR watch: %s", exc)
             return
-        if primary.vpc_cidrs:
-            await self.dataplane.update_vpc_cidrs(primary.vpc_cidrs)
+        if cidrs:
+            await self.dataplane.update_vpc_cidrs(cidrs)
 
     def _endpoints(self) -> list[HttpEndpoint]:
         s = self.settings

@@ -30,7 +30,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import groupby
 
-from ipamd.pool.decision import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
+from ipamd.pool.decision import (
+    Decision,
+    NodeCapacity,
+    PeakWindow,
+    PoolStats,
+    batching,
+    decide,
+    pool_stats,
+    single_step,
+)
 from ipamd.reconcile.actions import EniActions
 from ipamd.reconcile.context import NodeContext, log
 from ipamd.reconcile.node import node_capacity, pool_targets, pool_timers
@@ -104,6 +113,7 @@ class Reconciler:
         self._backoff_until = -math.inf  # monotonic: no growth before (subnet full / no /28)
         self._backoff_reason = NoIpReason.SUBNET_FULL
         self._backoff_hint = _SUBNET_FULL_HINT  # what sets the wait, for the status message
+        self._single_steps_until = -math.inf  # monotonic: grow one address per write (the subnet was full)
         self._grow_refusals = RefusalBackoff()
         self._shrink_refusals = RefusalBackoff()  # releases and ENI frees
         self.resync_requested = False
@@ -143,6 +153,8 @@ class Reconciler:
             stats = pool_stats(state, self.capacity.primary_serves_pods)
             state = replace(state, peak_in_use=self.peak.observe(now, stats.in_use))
             decision = decide(state, self.targets, self.capacity, self.timers)
+            if now < self._single_steps_until:
+                decision = single_step(decision)
             self.last_decision, self.last_decision_at = decision, self._clock()
             self.last_decision_basis = stats
             self.ticks += 1
@@ -220,6 +232,11 @@ class Reconciler:
         if d.blocked == NoIpReason.MAX_PODS:
             return (f"the pool holds {stats.total} addresses and max pods is {cap.max_pods}; "
                     f"{d.short} more wanted by the warm targets")
+        if cap.interfaces_fixed:
+            nics = len(self.ctx.datastore.enis())
+            return (f"every NIC is full: the pool holds {stats.total} addresses on the {nics} NIC(s) "
+                    f"{self.ctx.facts.instance_type} booted with, and a running VM gains no NIC; {d.short} "
+                    "more address(es) wanted")
         cap_note = f", MAX_ENI={self.ctx.settings.max_eni}" if self.ctx.settings.max_eni else ""
         unmanaged = f", {len(self.ctx.unmanaged)} not managed by ipamd" if self.ctx.unmanaged else ""
         return (f"every ENI is full and the node has {len(self.ctx.datastore.enis())} of {cap.max_enis} ENIs "
@@ -229,9 +246,19 @@ class Reconciler:
         self.ctx.metrics.error("increaseDatastorePool")
         log.warning("growing the pool failed: %s", exc)
         detail = f"EC2 {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
+        backoff = self.ctx.settings.subnet_full_backoff
+        if isinstance(exc, SubnetFull) and batching(self.targets) > 1 and self._monotonic() >= \
+                self._single_steps_until:
+            # Azure CNS drops its batch to 1 on an exhausted subnet: one address may fit where a batch did
+            # not, so the next passes grow one address per write, with no back-off before the first.
+            self._single_steps_until = self._monotonic() + backoff
+            self.status.block(NoIpReason.SUBNET_FULL, f"the subnet has no room for a batch ({detail}) — "
+                              f"growing one address per write for {backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)")
+            return
         if isinstance(exc, SubnetFull | NoCidrBlock):
-            backoff = self.ctx.settings.subnet_full_backoff
             self._backoff_until = self._monotonic() + backoff
+            if batching(self.targets) > 1:  # even one address did not fit: stay at one after the wait
+                self._single_steps_until = self._backoff_until + backoff
             self._backoff_hint = _SUBNET_FULL_HINT
             full = isinstance(exc, SubnetFull)
             self._backoff_reason = NoIpReason.SUBNET_FULL if full else NoIpReason.NO_CIDR_BLOCK
