@@ -133,6 +133,9 @@ class ArmService:
         self._sleep = sleep  # returns True when the server is stopping
         self._clock = clock
         self._operations: dict[str, _Operation] = {}
+        # Called (with the action) after every NIC write is applied, outside the lock: the emulated
+        # network follows ARM through these, as the EC2 layer's listeners do.
+        self.listeners: list[Callable[[str], None]] = []
 
     # --- the pipeline ------------------------------------------------------------------------------
 
@@ -318,6 +321,8 @@ class ArmService:
             failure = self.faults.pick(policy.NIC_OPERATION)
             self._operations[operation_id] = _Operation(nic.id, nic.busy_until, failure)
             answer = Answer(200, nic_json(nic))
+        for listener in list(self.listeners):
+            listener(policy.PUT_NIC)
         location = nic.location
         answer.headers["Azure-AsyncOperation"] = (
             f"{self.endpoint}/subscriptions/{self.state.subscription_id}/providers/Microsoft.Network/locations/"
