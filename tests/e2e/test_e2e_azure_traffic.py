@@ -115,6 +115,8 @@ def test_a_burst_costs_one_nic_write_per_batch_and_leaves_in_batches(
     wait_until("the pool to give the batches back", lambda: settled(node) and
                node.pool()["totals"]["total"] <= total, timeout_s=30)
     assert nic_writes(cluster) - before == 1, "every surplus batch back in one NIC write"
+    refused = cluster.azure.counters.snapshot()["PutNetworkInterface"].errors
+    assert refused == 0, "no NIC write was refused or repeated (etags, polls through the node's own ARM)"
     assert ipamd_cidrs(node) == arm_cidrs(cluster, node)
 
 

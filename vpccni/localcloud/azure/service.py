@@ -104,6 +104,7 @@ class _Request:
     params: dict[str, str]
     body: bytes
     if_match: str | None
+    host: str | None = None  # the Host header: where the client reached ARM (the main port or a node's)
 
 
 class ArmService:
@@ -143,7 +144,7 @@ class ArmService:
         self, method: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> Answer:
         """The answer to one request; ``headers`` with lower-cased names."""
-        request = self._route(method, raw_path, query, body, headers.get("if-match"))
+        request = self._route(method, raw_path, query, body, headers.get("if-match"), headers.get("host"))
         if isinstance(request, Answer):
             return request
         self.counters.call(request.action)
@@ -164,7 +165,7 @@ class ArmService:
         return answer
 
     def _route(
-        self, method: str, raw_path: str, query: str, body: bytes, if_match: str | None
+        self, method: str, raw_path: str, query: str, body: bytes, if_match: str | None, host: str | None
     ) -> _Request | Answer:
         path = raw_path.rstrip("/")
         for route_method, pattern, action in _ROUTES:
@@ -172,7 +173,7 @@ class ArmService:
             if match and route_method == method:
                 params = {k: path[match.start(k) : match.end(k)] for k in match.groupdict()}
                 params.update({k: v[0] for k, v in parse_qs(query).items()})
-                return _Request(method, action, path, params, body, if_match)
+                return _Request(method, action, path, params, body, if_match, host)
         if any(p.match(path.lower()) for _, p, _ in _ROUTES):
             return Answer(
                 405, error_body("MethodNotAllowed", f"The method {method} is not allowed on {path}.")
@@ -324,8 +325,11 @@ class ArmService:
         for listener in list(self.listeners):
             listener(policy.PUT_NIC)
         location = nic.location
+        # The operation is polled where the write was sent: a node's own listener (in its namespace) has
+        # another address than the main one, as a client behind ARM's regional endpoints would see it.
+        base = f"https://{request.host}" if request.host else self.endpoint
         answer.headers["Azure-AsyncOperation"] = (
-            f"{self.endpoint}/subscriptions/{self.state.subscription_id}/providers/Microsoft.Network/locations/"
+            f"{base}/subscriptions/{self.state.subscription_id}/providers/Microsoft.Network/locations/"
             f"{location}/operations/{operation_id}?api-version={request.params['api-version']}"
         )
         answer.headers["Retry-After"] = str(int(operation_s + 0.999)) if operation_s > 0 else "0"
