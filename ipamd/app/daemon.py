@@ -117,6 +117,9 @@ class Node:
                                           cluster_name=s.cluster_name, grace_s=s.leaked_eni_gc_grace,
                                           lock=self.reconciler.lock)
         self.endpoints = self._endpoints()
+        if boot.provider.address_writes_are_batched and not s.ip_batch:
+            log.warning("VPCCNI_IP_BATCH=0 on a cloud whose every address write rewrites the interface: "
+                        "each pod may cost one write (the default batch is 16)")
 
     async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[EniView]]]],
                                              Awaitable[list[EniView]]]) -> None:

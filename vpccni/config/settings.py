@@ -235,8 +235,8 @@ class Settings:
         "Azure Resource Manager's URL (VPCCNI_CLOUD=azure; another for a sovereign cloud). "
         "Default https://management.azure.com."))
     azure_identity_client_id: str | None = _env("VPCCNI_AZURE_IDENTITY_CLIENT_ID", None, p.client_id, (
-        "Client id of the user-assigned managed identity ipamd authenticates with (e.g. an AKS kubelet "
-        "identity; VPCCNI_CLOUD=azure). Default unset = the VM's system-assigned identity."))
+        "Client id of the user-assigned managed identity ipamd authenticates with, such as an AKS kubelet "
+        "identity (VPCCNI_CLOUD=azure). Default unset = the VM's system-assigned identity."))
     azure_ca_bundle: str | None = _env("VPCCNI_AZURE_CA_BUNDLE", None, p.absolute_path, (
         "PEM file of the CAs ARM's certificate is checked against (VPCCNI_CLOUD=azure), for an emulated "
         "or private ARM. Default unset = the system's CAs."))
