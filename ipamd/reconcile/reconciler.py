@@ -121,6 +121,11 @@ class Reconciler:
         self.ticks = 0
         self.syncs = 0
 
+    @property
+    def _api(self) -> str:
+        """Who answered, in the reasons an ADD gets: EC2, or Azure Resource Manager."""
+        return "ARM" if self.ctx.settings.cloud == "azure" else "EC2"
+
     # --- capacity --------------------------------------------------------------------------------
 
     def _capacity(self) -> NodeCapacity:
@@ -245,7 +250,7 @@ class Reconciler:
     def _grow_failed(self, exc: CloudError) -> None:
         self.ctx.metrics.error("increaseDatastorePool")
         log.warning("growing the pool failed: %s", exc)
-        detail = f"EC2 {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
+        detail = f"{self._api} {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
         backoff = self.ctx.settings.subnet_full_backoff
         if isinstance(exc, SubnetFull) and batching(self.targets) > 1 and self._monotonic() >= \
                 self._single_steps_until:
@@ -267,10 +272,11 @@ class Reconciler:
                               f"{backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)")
         elif isinstance(exc, EniLimitExceeded | AddressLimitExceeded):
             self.resync_requested = True
-            self.status.block(NoIpReason.ENI_LIMIT, f"EC2 refused more: {detail}; resyncing from EC2")
+            self.status.block(NoIpReason.ENI_LIMIT, f"{self._api} refused more: {detail}; resyncing from "
+                              f"{self._api}")
         elif isinstance(exc, CloudThrottled):
-            self.status.block(NoIpReason.THROTTLED, f"EC2 throttled the pool's calls ({detail}); retrying "
-                              "within the API budget")
+            self.status.block(NoIpReason.THROTTLED, f"{self._api} throttled the pool's calls ({detail}); "
+                              "retrying within the API budget")
         elif isinstance(exc, Unauthorized):
             self._backoff_until = self._grow_refusals.refused(self._monotonic())
             self._backoff_reason = NoIpReason.UNAUTHORIZED
@@ -285,8 +291,9 @@ class Reconciler:
         # The hook (a MissingIAMPermissions Event) names the permission EC2 said is missing, which is not
         # always the action called: a tagged CreateNetworkInterface needs ec2:CreateTags too.
         self.ctx.hooks.on_unauthorized(exc.permission, exc.message or exc.code)
-        self.status.block(NoIpReason.UNAUTHORIZED, f"EC2 refused {exc.action}: missing IAM permission "
-                          f"({exc.code}{': ' + exc.message if exc.message else ''})")
+        what = "role" if self.ctx.settings.cloud == "azure" else "IAM"
+        self.status.block(NoIpReason.UNAUTHORIZED, f"{self._api} refused {exc.action}: missing {what} "
+                          f"permission ({exc.code}{': ' + exc.message if exc.message else ''})")
 
     async def _shrink(self, d: Decision) -> None:
         stale = self.ctx.datastore.stale_mode_cidrs()

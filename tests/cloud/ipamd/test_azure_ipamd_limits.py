@@ -38,7 +38,7 @@ def test_a_full_subnet_takes_its_last_addresses_one_by_one_then_backs_off(run_az
     assert len(set(held)) == 26
     message = wait_until("ADD 27 to be refused for subnet full",
                          lambda: refused(ipamd, "p26", NoIpReason.SUBNET_FULL))
-    assert "SubnetIsFull" in message and "VPCCNI_SUBNET_FULL_BACKOFF" in message
+    assert "ARM SubnetIsFull on PutNetworkInterface" in message and "VPCCNI_SUBNET_FULL_BACKOFF" in message
     assert ipamd.ip_configurations() == 26, "every address of the subnet reached a pod"
     calls = puts(ipamd)
     # 1 batch + 10 single addresses succeeded; refused: the batch that no longer fitted, then one address.
@@ -89,10 +89,11 @@ def test_a_missing_role_permission_names_the_arm_action_until_it_is_granted(run_
     message = wait_until("ADD to be refused as unauthorized",
                          lambda: refused(ipamd, "a", NoIpReason.UNAUTHORIZED))
     assert "AuthorizationFailed" in message and WRITE in message
+    assert "ARM refused PutNetworkInterface: missing role permission" in message
     assert "PutNetworkInterface" in ipamd.pool()["unauthorized"]
     assert "CANNOT GROW unauthorized" in status_screen(ipamd, capsys)
     # The MissingIAMPermissions hook names the ARM action (logged here: no Kubernetes API).
-    assert f"refused {WRITE}: missing IAM permission" in ipamd.log(200)
+    assert f"the cloud refused {WRITE}: missing permission" in ipamd.log(200)
     ipamd_azure.set_role(vm, RoleDefinition.from_json(ROLE), scope=scope)
     ipamd.add_ok("a", timeout_s=30, also_wait_for=frozenset({NoIpReason.UNAUTHORIZED}))
     assert ipamd.running and ipamd.datastore_cidrs() == ipamd.cloud_cidrs()
