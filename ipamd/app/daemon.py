@@ -17,6 +17,10 @@ IMDS, is the truth for what the node holds):
     ``leaked-eni-gc``, ``introspection``, ``metrics``, ``conflist`` (written once the pool can serve);
     with the Linux dataplane ``host-network``, with MY_NODE_NAME ``kubernetes``.
 
+On Azure (VPCCNI_CLOUD=azure) the same sequence reads Azure IMDS and ARM instead (steps 1-5 in
+:mod:`ipamd.app.boot_azure`; "EC2" below is ARM, an ENI a NIC), and ``leaked-eni-gc`` does not run: NICs
+are never created there, so none can leak.
+
 SIGTERM/SIGINT stop the tasks, let requests in flight finish and flush the checkpoint. Nothing is released:
 addresses stay with EC2 and in the checkpoint, so pods keep theirs across an ipamd restart or upgrade.
 """
