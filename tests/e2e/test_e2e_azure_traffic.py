@@ -45,7 +45,8 @@ def settled(node: ClusterNode) -> bool:
     pool = node.pool()
     decision = pool["last_decision"]
     quiet = decision and not (decision["assign"] or decision["release"])
-    return bool(quiet and decision["basis"]["total"] == pool["totals"]["total"])
+    counts = ("total", "assigned", "cooling")
+    return bool(quiet and all(decision["basis"][k] == pool["totals"][k] for k in counts))
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,8 @@ AZURE_FIRST_NODE_PODS = 9  # Azure's defaults: 16 addresses, 8 kept free: the 9t
 POD_NAMESPACE = "default"
 PREFIX_STEM = "dm"
 ONE_LINE_MAX = 400  # characters of a failure message
-WAIT_SLICE_S = 0.2  # how late --keep may notice Ctrl-C (see StopRequest.wait)
+WAIT_SLICE_S = 0.2
+_COUNTS = ("total", "assigned", "cooling")  # how late --keep may notice Ctrl-C (see StopRequest.wait)
 
 
 def run_prefix() -> str:
@@ -300,7 +301,9 @@ def settled_pool(node: ClusterNode, timeout_s: float = 10.0) -> dict[str, Any]:
         pool = node.pool()
         decision = pool["last_decision"]
         quiet = decision is not None and not (decision["assign"] or decision["release"])
-        if (quiet and decision["basis"]["total"] == pool["totals"]["total"]) or time.monotonic() > deadline:
+        # ... and that pass counted what is in use now (a pod added since has not been seen yet).
+        seen = quiet and all(decision["basis"][k] == pool["totals"][k] for k in _COUNTS)
+        if seen or time.monotonic() > deadline:
             return pool
         time.sleep(0.1)
 
