@@ -61,7 +61,8 @@ def test_a_burst_of_pods_costs_one_nic_write_per_batch_and_leaves_in_batches(run
         assert ipamd.delete(key).ok
     pool = wait_until("the pool to shrink back", lambda: (p := ipamd.pool_settled()) and
                       p["totals"]["total"] == 16 and p)
-    assert writes(ipamd) - before == 1, "two batches given back in one NIC write"
+    # Two batches go back: in one write, or in two when the DELs' cooldowns end on both sides of a pass.
+    assert writes(ipamd) - before in (1, 2), "whole batches given back, one NIC write each at most"
     assert ipamd.cloud_cidrs() == ipamd.datastore_cidrs() and ipamd.ip_configurations() == 16
 
 
