@@ -60,7 +60,7 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import GroupCommitter, snapshot_of
 from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Datastore
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.config.settings import Settings
 from vpccni.errors import CloudError, RetryableError
 from vpccni.wire.protocol import spool_dir_for
@@ -125,8 +125,8 @@ class Node:
             log.warning("VPCCNI_IP_BATCH=0 on a cloud whose every address write rewrites the interface: "
                         "each pod may cost one write (the default batch is 16)")
 
-    async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[EniView]]]],
-                                             Awaitable[list[EniView]]]) -> None:
+    async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[DescribedEni]]]],
+                                             Awaitable[list[DescribedEni]]]) -> None:
         """EC2 sync, recovery, host setup, serving, replay, ready, endpoints, the first pool pass."""
         s, ds = self.settings, self.datastore
         views = await retrying("EC2 sync at start", self.reconciler.startup_views)

@@ -27,8 +27,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ipamd.pool.model import Decision, PoolTargets
+
 if TYPE_CHECKING:
-    from ipamd.pool.decision import Decision, PoolTargets
     from ipamd.pool.stats import PoolStats
 
 

@@ -19,14 +19,11 @@ nothing more can be done, ``blocked`` names the limit ("max_pods" or "eni_limit"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ipamd.pool.batch import batched_goal
+from ipamd.pool.model import NodeCapacity, PoolState, PoolTargets
 from ipamd.pool.stats import PoolStats, cidrs_per_eni, serves_pods, unit_size
 from ipamd.pool.targets import cidrs_wanted
-
-if TYPE_CHECKING:
-    from ipamd.pool.decision import NodeCapacity, PoolState, PoolTargets
 
 BLOCKED_ENI_LIMIT = "eni_limit"  # vpccni.wire.protocol.NoIpReason.ENI_LIMIT
 BLOCKED_MAX_PODS = "max_pods"  # vpccni.wire.protocol.NoIpReason.MAX_PODS

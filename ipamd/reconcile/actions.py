@@ -21,7 +21,6 @@ EC2 has not given us:
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -213,4 +212,4 @@ class EniActions:
                 if delay is None:
                     log.warning("could not delete %s (%s); the leaked-ENI sweep will", eni_id, exc)
                     return
-                await asyncio.sleep(delay)
+                await ctx.sleep(delay)

@@ -96,13 +96,20 @@ class NodeContext:
     metrics: ReconcilerMetrics = field(default_factory=NullReconcilerMetrics)
     crash: CrashPoints = NO_CRASH
     catalog: SubnetCatalog = field(default_factory=SubnetCatalog)
+    # Cloud calls run in worker threads because boto3 blocks. A provider that never blocks (the in-memory
+    # fake) may run on the loop itself: tests then drive the reconciler in virtual time, without threads,
+    # with ``sleep`` (the waits between delete retries) advancing a virtual clock.
+    inline_calls: bool = False
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # caches of what EC2 last said, by ENI id
     attachments: dict[str, str] = field(default_factory=dict)  # attachment id
     eni_subnets: dict[str, str] = field(default_factory=dict)  # subnet id
     unmanaged: dict[str, str] = field(default_factory=dict)  # why not ours
 
     async def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Run a blocking cloud call in a worker thread."""
+        """Run a blocking cloud call in a worker thread (on the loop itself with ``inline_calls``)."""
+        if self.inline_calls:
+            return fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     def is_excluded(self, eni: NetworkInterface) -> bool:

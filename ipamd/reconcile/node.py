@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ipamd.pool.decision import NodeCapacity, PoolTargets, PoolTimers
+from ipamd.pool import NodeCapacity, PoolTargets, PoolTimers
 from vpccni.cloud.aws.tags import DESCRIPTION_PREFIX, TAG_INSTANCE_ID, TAG_NO_MANAGE
 from vpccni.cloud.azure import vm_sizes
 from vpccni.cloud.base import NetworkInterface
@@ -62,6 +62,8 @@ def prefix_delegation(settings: Settings, limits: InstanceLimits) -> bool:
 
 
 def pool_targets(settings: Settings, limits: InstanceLimits) -> PoolTargets:
+    # VPCCNI_SHRINK=aws: aws-node's exact ENI-freeing gate (no margin); otherwise the pool's default margin.
+    margin = {"eni_free_margin": 0.0} if settings.shrink == "aws" else {}
     return PoolTargets(
         warm_eni_target=settings.warm_eni_target,
         warm_ip_target=settings.warm_ip_target,
@@ -69,6 +71,7 @@ def pool_targets(settings: Settings, limits: InstanceLimits) -> PoolTargets:
         warm_prefix_target=settings.warm_prefix_target,
         prefix_delegation=prefix_delegation(settings, limits),
         ip_batch=settings.ip_batch,
+        **margin,
     )
 
 

@@ -1,4 +1,5 @@
-"""Every CNI MUST of reference §A.2 against the real plugin and a real ipamd on an emulated node.
+"""Every MUST of the CNI spec's operations (ADD, DEL, CHECK, GC, STATUS, VERSION) against the real plugin and
+a real ipamd on an emulated node.
 
 ADD/CHECK/DEL go through the real libcni (the runtime side: its cache feeds prevResult to CHECK and DEL);
 GC and STATUS, which libcni 1.1.2 predates, are exec'd the way a CNI 1.1 runtime would (request derived
@@ -112,7 +113,8 @@ def test_del_while_ipamd_is_down_then_restart_puts_the_address_back(
 
 def test_check_fails_and_names_a_route_deleted_by_hand(cluster: EmulatedCluster, pods: Runtime) -> None:
     node = cluster.nodes[0]
-    # With bandwidth's runtimeConfig: Debian's bandwidth 1.1.1 CHECK panics without one (machine-facts §8).
+    # With bandwidth's runtimeConfig: Debian's bandwidth 1.1.1 CHECK panics without one (a nil dereference in
+    # its CHECK).
     pod = pods.add(node, cap_args={"bandwidth": BANDWIDTH})
     healthy = pods.check(pod)
     assert healthy.returncode == 0, healthy.describe()

@@ -45,6 +45,12 @@ def cross_field_problems(s: Settings, env: Mapping[str, str]) -> Found:
             ConfigProblem("ENABLE_PREFIX_DELEGATION", env.get("ENABLE_PREFIX_DELEGATION", ""),
                           "false, or one of WARM_PREFIX_TARGET, WARM_IP_TARGET, MINIMUM_IP_TARGET > 0"),
             {"ENABLE_PREFIX_DELEGATION", "WARM_PREFIX_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET"}))
+    if s.shrink == "aws" and s.scale_down_window != 0 and env.get("VPCCNI_SCALE_DOWN_WINDOW"):
+        # aws-node's shrink acts on the current count: a window would make it something else.
+        found.append((
+            ConfigProblem("VPCCNI_SCALE_DOWN_WINDOW", env["VPCCNI_SCALE_DOWN_WINDOW"],
+                          "0 or unset with VPCCNI_SHRINK=aws"),
+            {"VPCCNI_SCALE_DOWN_WINDOW", "VPCCNI_SHRINK"}))
     clash = None if s.disable_introspection or s.disable_metrics else _port_clash(s, env)
     if clash:
         found.append((clash, {"INTROSPECTION_BIND_ADDRESS", "VPCCNI_METRICS_BIND_ADDRESS",

@@ -1,7 +1,8 @@
 """Every setting of vpccni, read once from the environment into one frozen :class:`Settings`.
 
 Configuration is environment variables, with aws-node's names, defaults and meanings, so an aws-node user
-changes nothing (reference: aws-vpc-cni.md §2). Settings aws-node does not have live under ``VPCCNI_``.
+changes nothing (aws-node's README and code are the reference). Settings aws-node does not have live under
+``VPCCNI_``.
 
 Each field of :class:`Settings` is declared with :func:`_env`: the variable that sets it, its default, the
 parser for its raw string and its documentation (meaning, unit, default). :meth:`Settings.from_env` walks
@@ -83,7 +84,7 @@ _UNSUPPORTED_WHEN_ON = {
 class Settings:
     """The effective configuration of one node. Build it with :meth:`from_env`; never mutate it."""
 
-    # --- warm pool / IPAM (aws-vpc-cni.md §2.1) ---
+    # --- warm pool / IPAM ---
     warm_eni_target: int = _env("WARM_ENI_TARGET", 1, _NON_NEGATIVE, (
         "Keep this many whole ENIs' worth of free IPs (secondary-IP mode; ignored when WARM_IP_TARGET or "
         "MINIMUM_IP_TARGET is set). Unit: ENIs. Default 1."))
@@ -121,7 +122,7 @@ class Settings:
         "Create new ENIs in the subnet with the most free addresses among the node's subnet and those tagged "
         "kubernetes.io/role/cni in its zone. Default true."))
 
-    # --- custom networking / annotations (§2.2) ---
+    # --- custom networking / annotations ---
     custom_network_cfg: bool = _env("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", False, _BOOL, (
         "Custom networking: new ENIs take subnet and security groups from the node's ENIConfig, and the "
         "primary ENI carries no pods. Default false."))
@@ -135,7 +136,7 @@ class Settings:
     annotate_pod_ip: bool = _env("ANNOTATE_POD_IP", False, _BOOL, (
         "Write the pod's IP to its vpc.amazonaws.com/pod-ips annotation on ADD. Default false."))
 
-    # --- SNAT / routing / MTU (§2.3) ---
+    # --- SNAT / routing / MTU ---
     external_snat: bool = _env("AWS_VPC_K8S_CNI_EXTERNALSNAT", False, _BOOL, (
         "Leave SNAT of traffic leaving the VPC to something else (NAT gateway); no SNAT rules on the node. "
         "Default false."))
@@ -168,7 +169,7 @@ class Settings:
     enable_bandwidth_plugin: bool = _env("ENABLE_BANDWIDTH_PLUGIN", False, _BOOL, (
         "Chain the bandwidth plugin in the conflist (pod ingress/egress shaping). Default false."))
 
-    # --- logging, introspection, metrics (§2.4) ---
+    # --- logging, introspection, metrics ---
     log_level: str = _env("AWS_VPC_K8S_CNI_LOGLEVEL", "debug", _LOG_LEVEL, (
         "ipamd log level: debug, info, warn, error or fatal (any case). Default debug."))
     log_file: str = _env(
@@ -189,7 +190,7 @@ class Settings:
         "INTROSPECTION_BIND_ADDRESS", "127.0.0.1:61679", p.bind_address(allow_unix=True), (
             "Where the introspection API listens: host:port or unix:<path>. Default 127.0.0.1:61679."))
 
-    # --- cluster, tags, AWS API (§2.4) ---
+    # --- cluster, tags, AWS API ---
     cluster_name: str | None = _env("CLUSTER_NAME", None, p.cluster_name, (
         "Cluster name: tags new ENIs (cluster.k8s.amazonaws.com/name), scopes the leaked-ENI sweep to this "
         "cluster and selects subnets tagged cni.networking.k8s.aws/cluster/<name>. Default unset."))
@@ -215,7 +216,7 @@ class Settings:
         "The node agent's own pod uid (downward API metadata.uid): its Events then list under "
         "`kubectl describe pod`. Default unset."))
 
-    # --- files on the node (§1.4) ---
+    # --- files on the node ---
     host_cni_bin_path: str = _env("HOST_CNI_BIN_PATH", "/host/opt/cni/bin", p.absolute_path, (
         "Where init installs the CNI binaries (host /opt/cni/bin as mounted). Default /host/opt/cni/bin."))
     host_cni_confdir_path: str = _env("HOST_CNI_CONFDIR_PATH", "/host/etc/cni/net.d", p.absolute_path, (
@@ -304,11 +305,23 @@ class Settings:
     scale_down_window: float = _env("VPCCNI_SCALE_DOWN_WINDOW", 600.0, p.seconds(), (
         "Shrinking acts on the most addresses in use during this window, not the current count, so a dip "
         "between two peaks frees nothing (Kubernetes HPA's scale-down stabilization). Unit: seconds. "
-        "Default 600; 0 = act on the current count, as aws-node."))
+        "Default 600; 0 = act on the current count, as aws-node does (aws-node's whole shrink: "
+        "VPCCNI_SHRINK=aws, which makes this 0)."))
+    shrink: str = _env("VPCCNI_SHRINK", "vpccni", p.one_of("vpccni", "aws"), (
+        "How the pool gives addresses and ENIs back. vpccni: on the peak of VPCCNI_SCALE_DOWN_WINDOW, and "
+        "WARM_ENI_TARGET mode frees an ENI only with half an ENI of free addresses more than aws-node "
+        "asks (no create/delete per swing of a pod count at aws's edge). aws: aws-node's exact shrink: the "
+        "current count (window 0) and an ENI freed at available >= (WARM_ENI_TARGET + 1) x addresses "
+        "per ENI. Unit: a word. Default vpccni."))
 
     #: Which fields the environment set, and through which variable (field name -> variable).
     env_supplied: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False)
+
+    @property
+    def effective_scale_down_window(self) -> float:
+        """The window shrinking looks back over: VPCCNI_SCALE_DOWN_WINDOW, 0 under VPCCNI_SHRINK=aws."""
+        return 0.0 if self.shrink == "aws" else self.scale_down_window
 
     @property
     def effective_pod_mtu(self) -> int:
@@ -352,7 +365,9 @@ class Settings:
         rows = []
         for f in _declared_fields():
             variable = self.env_supplied.get(f.name)
-            value = self.effective_pod_mtu if f.name == "pod_mtu" else getattr(self, f.name)
+            effective = {"pod_mtu": self.effective_pod_mtu,
+                         "scale_down_window": self.effective_scale_down_window}
+            value = effective[f.name] if f.name in effective else getattr(self, f.name)
             rows.append(SettingRow(
                 variable=variable or f.metadata["env"],
                 value=render(value, hexadecimal=f.name == "connmark"),

@@ -46,7 +46,7 @@ CNI_SUBNET_TAG = ("kubernetes.io/role/cni", "1")  # aws-node's subnet-discovery 
 
 
 def is_known_instance_type(instance_type: str) -> bool:
-    """Whether DescribeInstanceTypes (moto's bundled data, the same the EC2 limits come from) knows it."""
+    """Whether the local EC2 knows the type (vpccni's bundled table, the one its limits come from)."""
     return limits_for(instance_type) is not None
 
 

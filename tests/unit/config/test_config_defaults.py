@@ -1,9 +1,9 @@
 """vpccni.config.settings: every variable has aws-node's name and default; explain() says where each value
 came from.
 
-The expected defaults below are written from aws-node's documentation and code (reference aws-vpc-cni.md
-§2, §3.1), not read back from vpccni.config.settings: if a default drifts from aws-node's, this table catches
-it.
+The expected defaults below are written from aws-node's documentation and code (its README's variable list and
+ipamd.go's constants), not read back from vpccni.config.settings: if a default drifts from aws-node's, this
+table catches it.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ AWS_DEFAULTS = {
     "VPCCNI_LOG_FORMAT": "json",
     "VPCCNI_DATAPLANE": "linux",
     "VPCCNI_SCALE_DOWN_WINDOW": "600",
+    "VPCCNI_SHRINK": "vpccni",
 }
 
 

@@ -122,6 +122,7 @@ GOOD = [
     ("VPCCNI_LOG_FORMAT", "text", "log_format", "text"),
     ("VPCCNI_CLOUD", "azure", "cloud", "azure"),
     ("VPCCNI_IP_BATCH", "0", "ip_batch", 0),
+    ("VPCCNI_SHRINK", "aws", "shrink", "aws"),
 ]
 
 
@@ -206,6 +207,7 @@ BAD = [
     ("VPCCNI_AZURE_ARM_ENDPOINT", "http://management.azure.com", "an https:// URL"),
     ("VPCCNI_AZURE_IDENTITY_CLIENT_ID", "kubelet", "a client id (a UUID"),
     ("VPCCNI_AZURE_CA_BUNDLE", "ca.pem", "an absolute path"),
+    ("VPCCNI_SHRINK", "aws-node", "one of vpccni, aws"),
     # aws-node features vpccni does not implement: refused when on, never silently ignored.
     ("ENABLE_POD_ENI", "true", "vpccni does not implement Security Groups for Pods"),
     ("ENABLE_MULTI_NIC", "1", "vpccni manages network card 0 only"),

@@ -15,8 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from ipamd.pool.batch import batched_goal, batched_release, batching, single_step
-from ipamd.pool.decision import (
+from ipamd.pool import (
     CidrState,
     Decision,
     EniState,
@@ -27,6 +26,7 @@ from ipamd.pool.decision import (
     decide,
     pool_stats,
 )
+from ipamd.pool.batch import batched_goal, batched_release, batching, single_step
 from tests.unit.pool.poolsim import SimNode, fresh_node
 
 # A Standard_D4s_v5 booted with one NIC: 256 IP configurations, the primary's is the node's, 250 pods.
@@ -174,7 +174,7 @@ def test_fixed_nics_full_is_the_interface_limit_and_plans_no_new_nic():
 
 def test_growth_moves_to_the_second_nic_only_when_the_first_is_full_and_within_the_vm_cap():
     node = fresh_node(AZURE_2NIC, CNS, 250)
-    per_nic = [len(e.cidrs) for e in sorted(node.enis.values(), key=lambda e: e.device_number)]
+    per_nic = node.cidr_counts()
     assert per_nic == [250], "the first NIC holds the whole pod cap; the second NIC never gets one"
     two = SimNode.from_state(pool(300, 0, nics=2), AZURE_2NIC, CNS, NO_WAIT)
     d = two.tick()

@@ -18,15 +18,15 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import CheckpointData, GroupCommitter, load_checkpoint, snapshot_of
 from ipamd.state.datastore import Datastore
 from ipamd.state.hooks import InMemoryServerMetrics, PoolDemand, PoolStatus
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.wire.client import call_async
 from vpccni.wire.protocol import AllocationResult, Op, Request, Response
 
 NETNS = "/proc/self/ns/net"  # a real network namespace every test process has
 
 
-def eni(addresses: int) -> EniView:
-    return EniView(
+def eni(addresses: int) -> DescribedEni:
+    return DescribedEni(
         "eni-test",
         1,
         False,
