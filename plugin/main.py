@@ -2,7 +2,8 @@
 
 The runtime execs this once per operation, so it is built to start fast: standard library plus
 :mod:`vpccni.wire.protocol`/:mod:`vpccni.errors` only; pyroute2 is imported solely on the DEL fallback
-path. Plumbing happens inside ipamd (see DESIGN.md "Why plumbing runs inside ipamd").
+path. Plumbing happens inside ipamd: `import pyroute2` alone costs ~120 ms and ~33 MB per exec, while this
+standard-library plugin starts in ~10 ms; on a burst of 30 pods on 2 cores that is ~0.3 s against ~2 s.
 
 Per verb:
 

@@ -1,6 +1,6 @@
 """The ADD result for each spec version, from ipamd's :class:`vpccni.wire.protocol.AllocationResult`.
 
-Shape (what runtimes and chained plugins rely on, SPEC.md "Success"; reference §A.5):
+Shape (what runtimes and chained plugins rely on; the CNI spec's "Success" result, per version):
 
 * ``interfaces``: the host veth WITHOUT ``sandbox``, then the container interface WITH ``sandbox``
   (the netns path). Both carry ``mac``: runtimes refuse an interface without one, and portmap,

@@ -1,7 +1,7 @@
 """The runtime side of CNI, for tests: a libcni driver, and a small harness for the 1.1 verbs.
 
 :func:`build_driver` compiles ``tests/tools/libcni-driver/main.go`` against Debian's libcni 1.1.2
-(offline: GO111MODULE=off, GOPATH with /usr/share/gocode; machine-facts §8) into the gitignored
+(offline: GO111MODULE=off, GOPATH with Debian's /usr/share/gocode, no module proxy) into the gitignored
 ``build/`` directory, keyed by the source's hash, so a session builds it at most once and an edit
 rebuilds it. :class:`Libcni` runs it: ADD/CHECK/DEL of a conflist with the result cache, runtime args
 (``IgnoreUnknown=1`` and ``K8S_POD_*`` as kubelet/containerd send them) and capability args.

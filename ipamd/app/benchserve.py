@@ -29,7 +29,7 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import GroupCommitter, load_checkpoint, snapshot_of
 from ipamd.state.datastore import Datastore
 from ipamd.state.hooks import InMemoryServerMetrics
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.console import OneLineParser
 from vpccni.errors import VpccniError
 from vpccni.wire.protocol import spool_dir_for
@@ -39,10 +39,10 @@ BENCH_ENI = "eni-bench00000000000"
 MAX_ADDRESSES = 60000
 
 
-def bench_eni(addresses: int) -> EniView:
+def bench_eni(addresses: int) -> DescribedEni:
     first = int(BENCH_SUBNET.network_address) + 256  # clear of the subnet's reserved addresses
     cidrs = tuple(f"{ipaddress.IPv4Address(first + i)}/32" for i in range(addresses))
-    return EniView(BENCH_ENI, 0, True, str(BENCH_SUBNET), cidrs)
+    return DescribedEni(BENCH_ENI, 0, True, str(BENCH_SUBNET), cidrs)
 
 
 def _emit(event: dict[str, object]) -> None:

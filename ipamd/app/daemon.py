@@ -17,6 +17,10 @@ IMDS, is the truth for what the node holds):
     ``leaked-eni-gc``, ``introspection``, ``metrics``, ``conflist`` (written once the pool can serve);
     with the Linux dataplane ``host-network``, with MY_NODE_NAME ``kubernetes``.
 
+On Azure (VPCCNI_CLOUD=azure) the same sequence reads Azure IMDS and ARM instead (steps 1-5 in
+:mod:`ipamd.app.boot_azure`; "EC2" below is ARM, an ENI a NIC), and ``leaked-eni-gc`` does not run: NICs
+are never created there, so none can leak.
+
 SIGTERM/SIGINT stop the tasks, let requests in flight finish and flush the checkpoint. Nothing is released:
 addresses stay with EC2 and in the checkpoint, so pods keep theirs across an ipamd restart or upgrade.
 """
@@ -56,9 +60,9 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import GroupCommitter, snapshot_of
 from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Datastore
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.config.settings import Settings
-from vpccni.errors import RetryableError
+from vpccni.errors import CloudError, RetryableError
 from vpccni.wire.protocol import spool_dir_for
 
 log = logging.getLogger("ipamd.app.main")
@@ -110,14 +114,19 @@ class Node:
             settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
         self.server = IpamServer(self.handler, ServerSettings(socket_path=s.socket_path))
         self.leaks = None
-        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning):
+        # Where interfaces cannot be created (Azure), none of ours can leak: no sweep, no listing calls.
+        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning
+                or not boot.provider.can_attach_interfaces):
             self.leaks = LeakedEniSweeper(boot.provider, vpc_id=boot.facts.vpc_id,
                                           cluster_name=s.cluster_name, grace_s=s.leaked_eni_gc_grace,
                                           lock=self.reconciler.lock)
         self.endpoints = self._endpoints()
+        if boot.provider.address_writes_are_batched and not s.ip_batch:
+            log.warning("VPCCNI_IP_BATCH=0 on a cloud whose every address write rewrites the interface: "
+                        "each pod may cost one write (the default batch is 16)")
 
-    async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[EniView]]]],
-                                             Awaitable[list[EniView]]]) -> None:
+    async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[DescribedEni]]]],
+                                             Awaitable[list[DescribedEni]]]) -> None:
         """EC2 sync, recovery, host setup, serving, replay, ready, endpoints, the first pool pass."""
         s, ds = self.settings, self.datastore
         views = await retrying("EC2 sync at start", self.reconciler.startup_views)
@@ -153,14 +162,15 @@ class Node:
     async def _check_vpc_cidrs(self) -> None:
         """A VPC may gain CIDR blocks while the node runs; SNAT must then spare them (aws: every 30 s).
         IMDS is enough here: a lagging answer only delays the update by one period, it removes nothing;
-        an IMDS that does not answer is a warning, not a fault of this task."""
+        an IMDS that does not answer is a warning, not a fault of this task. (Azure: the virtual network's
+        address space, read from ARM; a refused or failed read is a warning too.)"""
         try:
-            primary = await asyncio.to_thread(self.boot.imds.interface, self.boot.identity.mac)
-        except RetryableError as exc:
+            cidrs = await asyncio.to_thread(self.boot.vpc_cidrs)
+        except (RetryableError, CloudError) as exc:
             log.warning("VPC CIDR watch: %s", exc)
             return
-        if primary.vpc_cidrs:
-            await self.dataplane.update_vpc_cidrs(primary.vpc_cidrs)
+        if cidrs:
+            await self.dataplane.update_vpc_cidrs(cidrs)
 
     def _endpoints(self) -> list[HttpEndpoint]:
         s = self.settings

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 
 from ipamd.k8s.integration import K8sNodeAgent
-from ipamd.k8s.model import NodeFacts
+from ipamd.k8s.model import KubeNode
 from ipamd.reconcile.context import ReconcilerHooks
 from ipamd.reconcile.node import EniTarget
 from ipamd.reconcile.reconciler import Reconciler
@@ -58,9 +58,9 @@ class KubernetesLink:
         self._events.add(task)
         task.add_done_callback(self._events.discard)
 
-    async def read_node(self, reconciler: Reconciler) -> NodeFacts:
+    async def read_node(self, reconciler: Reconciler) -> KubeNode:
         """The Node's cordon state and pod capacity, into the reconciler's inputs."""
-        facts = await asyncio.to_thread(self.agent.node_facts)
+        facts = await asyncio.to_thread(self.agent.kube_node)
         self._unschedulable = facts.unschedulable
         reconciler.set_node_capacity_pods(facts.max_pods)
         return facts

@@ -11,8 +11,9 @@ How ipamd main wires it::
 descriptor the plugin passed; the thread works on its own copy of it (the request's is closed once the
 answer is sent, even if the thread still runs), and no runtime path is ever opened. Every failure is a
 :class:`~vpccni.errors.PlumbingError` naming the step, so the handler can roll back and say why.
-:meth:`pod_exists_predicate` dumps the links once and answers "does this allocation's host veth still
-exist?" for every checkpointed allocation (aws-node's restart check, §4.3).
+:meth:`pod_exists_predicate` dumps the links once and answers "does this allocation's host veth still exist?"
+for every checkpointed allocation (aws-node's restart check: ``ReadBackingStore`` keeps only pods whose veth
+exists).
 
 Naming is aws-node's: the host veth is AWS_VPC_K8S_CNI_VETHPREFIX + 11 hex of sha1("<ns>.<name>"), so
 ``ip link`` reads the same after switching from aws-node. Two additions, both where aws-node has no

@@ -41,7 +41,7 @@ from ipamd.k8s.model import (
     POD_IPS_ANNOTATION,
     STARTUP_TAINT,
     EniConfigSpec,
-    NodeFacts,
+    KubeNode,
     RawObject,
     eni_config_spec,
     pod_ip_annotation,
@@ -119,9 +119,9 @@ class K8sNodeAgent:
 
     # --- node facts ------------------------------------------------------------------------------
 
-    def node_facts(self) -> NodeFacts:
+    def kube_node(self) -> KubeNode:
         """Labels, annotations, taints, cordon state and ``status.capacity.pods`` of this node."""
-        return NodeFacts.from_object(self.api.get_node(self.node_name))
+        return KubeNode.from_object(self.api.get_node(self.node_name))
 
     def eni_config(self) -> EniConfigSpec | None:
         """The node's ENIConfig with custom networking on; None with it off.
@@ -130,7 +130,7 @@ class K8sNodeAgent:
         """
         if not self.settings.custom_network_cfg:
             return None
-        facts = self.node_facts()
+        facts = self.kube_node()
         choice = select_eni_config(facts.labels, facts.annotations,
                                    label_key=self.settings.eni_config_label_def,
                                    annotation_key=self.settings.eni_config_annotation_def)

@@ -65,7 +65,7 @@ UNSCHEDULABLE_TAINT = Taint(UNSCHEDULABLE_TAINT_KEY, "NoSchedule")
 
 
 @dataclass(frozen=True)
-class NodeFacts:
+class KubeNode:
     """The parts of a Node ipamd acts on."""
 
     name: str
@@ -87,7 +87,7 @@ class NodeFacts:
         return any(STARTUP_TAINT.matches(t.to_raw()) for t in self.taints)
 
     @classmethod
-    def from_object(cls, node: RawObject) -> NodeFacts:
+    def from_object(cls, node: RawObject) -> KubeNode:
         meta = node.get("metadata") or {}
         spec = node.get("spec") or {}
         capacity = (node.get("status") or {}).get("capacity") or {}

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ipamd.observe.metrics import Metrics
-from ipamd.pool.decision import NodeCapacity, PoolTargets, addresses_per_eni
+from ipamd.pool import NodeCapacity, PoolTargets, addresses_per_eni
 from ipamd.state.datastore import Datastore
 from vpccni.cloud.budget import ActionClass, BucketState
 from vpccni.wire.protocol import NoIpReason

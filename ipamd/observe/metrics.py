@@ -29,7 +29,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        # --- aws-node names (reference/aws-vpc-cni.md §8.2) ---
+        # --- aws-node's names (its prometheusmetrics package), so dashboards and alerts carry over ---
         self.ipamd_error_count = Counter("awscni_ipamd_error_count", "ipamd errors", ["fn"], registry=r)
         self.ipamd_action_inprogress = Gauge(
             "awscni_ipamd_action_inprogress", "ipamd actions in progress", ["fn"], registry=r

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ipamd.observe.feed import MetricsFeed
-from ipamd.pool.decision import Decision, PoolStats, addresses_per_eni, mode_name
+from ipamd.pool import Decision, PoolStats, addresses_per_eni, mode_name
 from ipamd.reconcile.leaks import LeakedEniSweeper
 from ipamd.reconcile.reconciler import Reconciler
 from ipamd.reconcile.status import iso
@@ -40,7 +40,8 @@ IPAMD_ENV = (
     "AWS_MANAGE_ENIS_NON_SCHEDULABLE", "ENABLE_SUBNET_DISCOVERY", "DISABLE_NETWORK_RESOURCE_PROVISIONING",
     "DISABLE_LEAKED_ENI_CLEANUP", "MANAGE_UNTAGGED_ENI", "CLUSTER_NAME", "VPCCNI_MAX_PODS",
     "VPCCNI_POOL_LOOP_PERIOD", "VPCCNI_RELEASE_SPACING", "VPCCNI_EC2_RECONCILE_PERIOD",
-    "VPCCNI_SUBNET_FULL_BACKOFF", "VPCCNI_MIN_ENI_AGE", "VPCCNI_SCALE_DOWN_WINDOW", "VPCCNI_DATAPLANE",
+    "VPCCNI_SUBNET_FULL_BACKOFF", "VPCCNI_MIN_ENI_AGE", "VPCCNI_SCALE_DOWN_WINDOW", "VPCCNI_SHRINK",
+    "VPCCNI_DATAPLANE",
 )
 NETWORKUTILS_ENV = (
     "AWS_VPC_K8S_CNI_CONNMARK", "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS", "AWS_VPC_K8S_CNI_EXTERNALSNAT",

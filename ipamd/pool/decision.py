@@ -1,7 +1,8 @@
 """Pure warm-pool math: (pool state, targets, capacity, timers) -> one Decision. No I/O, no clock reads.
 
 Semantics follow aws-node's WARM_ENI_TARGET / WARM_IP_TARGET / MINIMUM_IP_TARGET / WARM_PREFIX_TARGET /
-MAX_ENI / max-pods rules (see ../shared/reference/aws-vpc-cni.md §3), with deliberate fixes:
+MAX_ENI / max-pods rules (aws-node's ``ipamd.go``: ``isDatastorePoolTooLow``/``TooHigh``, its warm-target
+helpers and ``decreaseDatastorePool``), with deliberate fixes:
 
 * addresses in cooldown are NOT available (aws #2896, #1700), and never go back to EC2;
 * one decision does what aws spreads over several 5 s ticks: fill every existing ENI that has room
@@ -15,190 +16,25 @@ MAX_ENI / max-pods rules (see ../shared/reference/aws-vpc-cni.md §3), with deli
 Growth decisions and the converged pool after growth are aws's (the worked examples of aws's docs are
 the tests); only shrinking differs, and only by holding more, never less.
 
-The input types below are the contract with ``ipamd.state.datastore`` (which builds a :class:`PoolState`
-from its records) and with ``ipamd.reconcile.reconciler`` (which applies a :class:`Decision` through the cloud
-and, after applying a release, resets ``PoolState.seconds_since_last_decrease``). The rules live in
-``pool_stats`` (counting), ``pool_targets`` (how far from the targets), ``pool_grow`` and
-``pool_shrink`` (which calls); :func:`decide` puts them together: a short pool only grows, a pool at
-or above its targets only shrinks.
+The input and output types are in :mod:`ipamd.pool.model`. The rules live in :mod:`.stats` (counting),
+:mod:`.targets` (how far from the targets), :mod:`.grow` and :mod:`.shrink` (which calls); :func:`decide`
+puts them together: a short pool only grows, a pool at or above its targets only shrinks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ipamd.pool.batch import batched_release
+from ipamd.pool.grow import plan_growth
+from ipamd.pool.model import Decision, NodeCapacity, PoolState, PoolTargets, PoolTimers
+from ipamd.pool.shrink import deletable_eni, excluded_release, idle_excluded_eni, plan_release
+from ipamd.pool.stats import pool_stats
+from ipamd.pool.targets import excess, mode_name, shortfall, surplus_addresses
 
-from ipamd.pool.grow import BLOCKED_ENI_LIMIT, BLOCKED_MAX_PODS, GrowthPlan, max_pods_headroom, plan_growth
-from ipamd.pool.shrink import deletable_eni, eni_is_idle, plan_release
-from ipamd.pool.stats import (
-    ADDRESSES_PER_PREFIX,
-    PoolStats,
-    addresses_per_eni,
-    cidrs_per_eni,
-    eni_stats,
-    pool_stats,
-    serves_pods,
-    unit_size,
-)
-from ipamd.pool.targets import cidrs_wanted, eni_surplus, excess, mode_name, shortfall, surplus_addresses
-from ipamd.pool.window import DEFAULT_PEAK_WINDOW_S, PeakWindow
-
-__all__ = [
-    "ADDRESSES_PER_PREFIX",
-    "BLOCKED_ENI_LIMIT",
-    "BLOCKED_MAX_PODS",
-    "DEFAULT_PEAK_WINDOW_S",
-    "CidrState",
-    "Decision",
-    "EniState",
-    "GrowthPlan",
-    "NodeCapacity",
-    "PoolState",
-    "PeakWindow",
-    "PoolStats",
-    "PoolTargets",
-    "PoolTimers",
-    "addresses_per_eni",
-    "cidrs_per_eni",
-    "cidrs_wanted",
-    "decide",
-    "deletable_eni",
-    "eni_is_idle",
-    "eni_stats",
-    "eni_surplus",
-    "excess",
-    "max_pods_headroom",
-    "mode_name",
-    "plan_growth",
-    "plan_release",
-    "pool_stats",
-    "serves_pods",
-    "shortfall",
-    "surplus_addresses",
-    "unit_size",
-]
-
-
-@dataclass(frozen=True)
-class PoolTargets:
-    """The warm-pool knobs, as aws-node users know them (0 = unset for the IP/prefix targets)."""
-
-    warm_eni_target: int = 1
-    warm_ip_target: int = 0
-    minimum_ip_target: int = 0
-    warm_prefix_target: int = 0
-    prefix_delegation: bool = False
-    # Ours, not aws's: extra free addresses, as a fraction of one ENI, that WARM_ENI_TARGET mode wants
-    # beyond aws's gate before it frees an ENI. aws frees at available >= (WET + 1) x per-ENI, which
-    # leaves the pool exactly at its grow trigger: one arrival re-creates the ENI (5 calls per flap).
-    # 0 = aws's exact rule.
-    eni_free_margin: float = 0.5
-
-    @property
-    def ip_targets_defined(self) -> bool:
-        """WARM_IP_TARGET or MINIMUM_IP_TARGET set: they override WARM_ENI/PREFIX_TARGET."""
-        return self.warm_ip_target > 0 or self.minimum_ip_target > 0
-
-
-@dataclass(frozen=True)
-class NodeCapacity:
-    """What the node can hold, from the instance type and settings."""
-
-    max_enis: int  # min(MAX_ENI, instance limit) minus ENIs we do not manage
-    slots_per_eni: int  # the instance type's IPv4 addresses per ENI, primary address included
-    max_pods: int  # the pool stops growing once it holds this many addresses
-    primary_serves_pods: bool = True  # False under custom networking
-
-    @property
-    def ips_per_eni(self) -> int:
-        """Pod addresses one ENI can hold in secondary-IP mode (its primary address is not for pods)."""
-        return self.slots_per_eni - 1
-
-    @property
-    def prefixes_per_eni(self) -> int:
-        return self.slots_per_eni - 1
-
-
-@dataclass(frozen=True)
-class CidrState:
-    """One /32 secondary address or one /28 prefix on an ENI."""
-
-    cidr: str  # "10.0.1.23/32" or "10.0.1.16/28"
-    assigned: int = 0  # addresses in it held by pods
-    cooling: int = 0  # addresses in it released less than IP_COOLDOWN_PERIOD ago
-
-    @property
-    def size(self) -> int:
-        return 1 << (32 - int(self.cidr.rsplit("/", 1)[1]))
-
-    @property
-    def is_free(self) -> bool:
-        """Nothing assigned and nothing cooling: safe to hand back to EC2."""
-        return self.assigned == 0 and self.cooling == 0
-
-
-@dataclass(frozen=True)
-class EniState:
-    eni_id: str
-    device_number: int
-    is_primary: bool
-    age_s: float  # seconds since ipamd first saw it attached (caller computes from its clock)
-    cidrs: tuple[CidrState, ...] = ()  # only CIDRs of the current mode (/32 in SIP, /28 in PD)
-    excluded: bool = False  # serves no pods (custom-networking primary, excluded subnet)
-
-
-@dataclass(frozen=True)
-class PoolState:
-    enis: tuple[EniState, ...]
-    seconds_since_last_decrease: float = float("inf")
-    # The most addresses in use (assigned + cooling) at any tick of a recent window (the caller keeps the
-    # window, e.g. a few minutes); 0 = no memory. Shrinking acts as if this many were in use, the
-    # scale-down stabilization window of Kubernetes' HPA: a dip between two peaks frees nothing.
-    peak_in_use: int = 0
-
-
-@dataclass(frozen=True)
-class PoolTimers:
-    """Spacing rules, seconds (aws: decreaseIPPoolInterval 30 s, minENILifeTime 60 s)."""
-
-    decrease_interval_s: float = 30.0
-    min_eni_age_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the reconciler should do this tick. Empty = nothing to do."""
-
-    # (eni_id, count): count addresses (SIP) or prefixes (PD) to add on an existing ENI, one call each
-    assign: tuple[tuple[str, int], ...] = ()
-    # addresses (SIP) or prefixes (PD) to create a new ENI with; 0 = no new ENI
-    new_eni: int = 0
-    # (eni_id, cidrs): CIDRs to hand back to EC2
-    release: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    # one ENI to detach and delete, or None
-    free_eni: str | None = None
-    # addresses short of the targets; addresses above them (releasable part in prefix mode, judged at
-    # the recent peak): information for logs, metrics and /v1/pool
-    short: int = 0
-    over: int = 0
-    # when short but unable to grow: why (a protocol.NoIpReason value: "eni_limit", "max_pods")
-    blocked: str = ""
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def changes_pool(self) -> bool:
-        """Whether the reconciler has any call to make (``short``/``over``/``notes`` are information)."""
-        return bool(self.assign or self.new_eni or self.release or self.free_eni)
-
-    @property
-    def mutating_calls(self) -> int:
-        """EC2 calls that change state to apply this decision: one per assign entry and per release
-        entry, Create + Attach + ModifyNetworkInterfaceAttribute for a new ENI, Detach + Delete for a
-        freed one."""
-        return len(self.assign) + len(self.release) + (3 if self.new_eni else 0) + (2 if self.free_eni else 0)
+DEFAULT_TIMERS = PoolTimers()  # aws-node's spacing
 
 
 def decide(
-    state: PoolState, targets: PoolTargets, capacity: NodeCapacity, timers: PoolTimers = PoolTimers()
+    state: PoolState, targets: PoolTargets, capacity: NodeCapacity, timers: PoolTimers = DEFAULT_TIMERS
 ) -> Decision:
     """What to change now so the pool meets its targets; an empty Decision when nothing should change."""
     stats = pool_stats(state, capacity.primary_serves_pods)
@@ -210,8 +46,13 @@ def decide(
         if plan.blocked:
             notes.append(f"cannot grow: {plan.blocked} ({len(state.enis)}/{capacity.max_enis} ENIs, "
                          f"{stats.total}/{capacity.max_pods} max pods)")
+        # An ENI serving no pods may hold the very slot growth needs: free it when nothing grows now.
+        spare = None if plan.assign or plan.new_eni else idle_excluded_eni(state, timers)
+        if spare is not None:
+            notes.append(f"{spare.eni_id} serves no pods (excluded) and is idle: freeing it")
         return Decision(
-            assign=plan.assign, new_eni=plan.new_eni, short=short, blocked=plan.blocked, notes=tuple(notes)
+            assign=plan.assign, new_eni=plan.new_eni, short=short, blocked=plan.blocked, notes=tuple(notes),
+            free_eni=spare.eni_id if spare is not None else None,
         )
 
     notes = []
@@ -219,7 +60,7 @@ def decide(
         notes.append(f"{mode}: shrinking as if {state.peak_in_use} were in use (recent peak, "
                      f"now {stats.in_use})")
         stats = stats.at_demand(state.peak_in_use)
-    over = excess(stats, targets)
+    over = batched_release(excess(stats, targets), stats, targets)
     victim = deletable_eni(state, stats, targets, capacity, timers)
     left = over - (len(victim.cidrs) if victim is not None else 0)
     release: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -234,6 +75,12 @@ def decide(
             )
     if victim is not None:
         notes.append(f"{mode}: {victim.eni_id} is idle and not needed for the targets")
+    else:  # ENIs serving no pods (excluded subnet): freed when idle, their free CIDRs given back
+        victim = idle_excluded_eni(state, timers)
+        if victim is not None:
+            notes.append(f"{victim.eni_id} serves no pods (excluded) and is idle: freeing it")
+    if state.seconds_since_last_decrease >= timers.decrease_interval_s:
+        release += excluded_release(state, keep_out=victim)
     return Decision(
         release=release,
         free_eni=victim.eni_id if victim is not None else None,

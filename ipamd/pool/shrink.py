@@ -12,17 +12,19 @@ Safety first, then calls:
 * Releases are spread over ENIs so that the fewest calls (one UnassignPrivateIpAddresses per ENI) give
   back the most, preferring secondary ENIs with the least in use: draining them lets them be freed
   whole later, while the primary ENI can never be freed.
+* An ENI that serves no pods (``excluded``: its subnet is tagged ``kubernetes.io/role/cni=0``) only
+  takes an ENI slot and addresses, as aws-node sees it too: its free CIDRs go back to EC2 and, once it
+  holds nothing assigned or cooling and is old enough, it is freed whatever the targets say (it counts
+  in none of them, and its slot may be the one the pool needs to grow). aws-node releases such an ENI's
+  free addresses (at start and as its pods leave) and deletes it once it has no pods
+  (``secondary_eni_exclusion_focused_test.go``); we keep our safety: nothing cooling goes back.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ipamd.pool.model import EniState, NodeCapacity, PoolState, PoolTargets, PoolTimers
 from ipamd.pool.stats import PoolStats, eni_stats, serves_pods
 from ipamd.pool.targets import eni_surplus, excess, shortfall
-
-if TYPE_CHECKING:
-    from ipamd.pool.decision import EniState, NodeCapacity, PoolState, PoolTargets, PoolTimers
 
 
 def eni_is_idle(eni: EniState) -> bool:
@@ -38,6 +40,8 @@ def deletable_eni(
     timers: PoolTimers,
 ) -> EniState | None:
     """The one ENI to detach and delete now, or None. ``stats`` = :func:`pool_stats` of ``state``."""
+    if capacity.interfaces_fixed:  # Azure: a running VM's NICs cannot be detached
+        return None
     over = excess(stats, targets)
     whole_eni_mode = not targets.ip_targets_defined and not targets.prefix_delegation
     if whole_eni_mode and not eni_surplus(stats, targets, capacity):
@@ -85,4 +89,26 @@ def plan_release(
         take = tuple(c.cidr for c in eni.cidrs if c.is_free)[:left]
         plan.append((eni.eni_id, take))
         left -= len(take)
+    return tuple(plan)
+
+
+def idle_excluded_eni(state: PoolState, timers: PoolTimers) -> EniState | None:
+    """A secondary ENI that serves no pods and holds nothing assigned or cooling, old enough to free."""
+    idle = [eni for eni in state.enis
+            if eni.excluded and not eni.is_primary and eni.age_s >= timers.min_eni_age_s and eni_is_idle(eni)]
+    return max(idle, key=lambda e: e.device_number, default=None)
+
+
+def excluded_release(
+    state: PoolState, keep_out: EniState | None = None
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Every free CIDR of the secondary ENIs that serve no pods (but ``keep_out``, freed whole), one call
+    per ENI: they can never serve a pod here."""
+    plan = []
+    for eni in state.enis:
+        if not eni.excluded or eni.is_primary or (keep_out is not None and eni.eni_id == keep_out.eni_id):
+            continue
+        free = tuple(c.cidr for c in eni.cidrs if c.is_free)
+        if free:
+            plan.append((eni.eni_id, free))
     return tuple(plan)

@@ -8,18 +8,15 @@ rules. Only ENIs that serve pods are counted (aws counts "non-excluded ENIs"): a
 available (aws counts ``total - assigned``, which calls a pool full while every free address is still
 cooling: aws #2896, #1700).
 
-Types of :mod:`ipamd.pool.decision` are imported for annotations only: ``ipamd.pool.decision`` imports this
-module at run time, and these helpers only read attributes.
+The types come from :mod:`ipamd.pool.model`; these helpers only read them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ipamd.pool.decision import EniState, NodeCapacity, PoolState, PoolTargets
+from ipamd.pool.model import EniState, NodeCapacity, PoolState, PoolTargets
 
 ADDRESSES_PER_PREFIX = 16
 

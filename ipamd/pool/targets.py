@@ -1,7 +1,7 @@
 """The target rules: how far a pool is below or above what WARM_*/MINIMUM_* ask for.
 
 Three modes, as in aws-node (``isDatastorePoolTooLow`` / ``datastoreTargetState`` /
-``isDatastorePoolTooHigh``), chosen by :class:`~ipamd.pool.decision.PoolTargets`:
+``isDatastorePoolTooHigh``), chosen by :class:`~ipamd.pool.model.PoolTargets`:
 
 * IP targets (WARM_IP_TARGET or MINIMUM_IP_TARGET set; they override the two below):
   short = max(WIT - available, MIT - total); over = min(available - WIT, total - MIT). In prefix mode
@@ -27,12 +27,9 @@ address can serve no pod.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+from ipamd.pool.model import NodeCapacity, PoolTargets
 from ipamd.pool.stats import ADDRESSES_PER_PREFIX, PoolStats, addresses_per_eni
-
-if TYPE_CHECKING:
-    from ipamd.pool.decision import NodeCapacity, PoolTargets
 
 
 def _ceil_div(a: int, b: int) -> int:

@@ -30,13 +30,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import groupby
 
-from ipamd.pool.decision import Decision, NodeCapacity, PeakWindow, PoolStats, decide, pool_stats
+from ipamd.pool import (
+    Decision,
+    NodeCapacity,
+    PeakWindow,
+    PoolStats,
+    batching,
+    decide,
+    pool_stats,
+    single_step,
+)
 from ipamd.reconcile.actions import EniActions
 from ipamd.reconcile.context import NodeContext, log
 from ipamd.reconcile.node import node_capacity, pool_targets, pool_timers
 from ipamd.reconcile.status import GrowthStatus
 from ipamd.reconcile.sync import Ec2Sync
-from ipamd.state.recovery import EniView
+from ipamd.state.recovery import DescribedEni
 from vpccni.cloud.aws.imds import ImdsClient
 from vpccni.errors import (
     AddressLimitExceeded,
@@ -55,6 +64,20 @@ from vpccni.wire.protocol import NoIpReason
 UNAUTHORIZED_BACKOFF_FIRST_S = 2.0
 UNAUTHORIZED_BACKOFF_MAX_S = 300.0
 _SUBNET_FULL_HINT = "VPCCNI_SUBNET_FULL_BACKOFF"
+
+
+# How each refusal of a growth call is reported: (error type, reason, sentence, resync from the cloud after).
+# A limit EC2 enforced means our view of the node may be stale, so the next pass asks EC2 again; so does any
+# other error, whose outcome may be ambiguous.
+GROWTH_REFUSALS: tuple[tuple[type[CloudError], NoIpReason, str, bool], ...] = (
+    (SubnetFull, NoIpReason.SUBNET_FULL, "the subnet has no free address ({detail})", False),
+    (NoCidrBlock, NoIpReason.NO_CIDR_BLOCK, "the subnet has no free aligned /28 ({detail})", False),
+    (EniLimitExceeded, NoIpReason.ENI_LIMIT, "{api} refused more: {detail}; resyncing from {api}", True),
+    (AddressLimitExceeded, NoIpReason.ENI_LIMIT, "{api} refused more: {detail}; resyncing from {api}", True),
+    (CloudThrottled, NoIpReason.THROTTLED,
+     "{api} throttled the pool's calls ({detail}); retrying within the API budget", False),
+)
+_OTHER_REFUSAL = (NoIpReason.CLOUD_ERROR, "{detail}; resyncing from {api}", True)
 
 
 def unauthorized_backoff(refusals: int) -> float:
@@ -95,7 +118,7 @@ class Reconciler:
         self.timers = pool_timers(settings)
         self._node_capacity_pods: int | None = None
         self.capacity = self._capacity()
-        self.peak = PeakWindow(settings.scale_down_window)
+        self.peak = PeakWindow(settings.effective_scale_down_window)
         self.last_decision: Decision | None = None
         self.last_decision_at: float | None = None  # wall-clock
         self.last_decision_basis: PoolStats | None = None  # the counts the decision was made on
@@ -104,12 +127,18 @@ class Reconciler:
         self._backoff_until = -math.inf  # monotonic: no growth before (subnet full / no /28)
         self._backoff_reason = NoIpReason.SUBNET_FULL
         self._backoff_hint = _SUBNET_FULL_HINT  # what sets the wait, for the status message
+        self._single_steps_until = -math.inf  # monotonic: grow one address per write (the subnet was full)
         self._grow_refusals = RefusalBackoff()
         self._shrink_refusals = RefusalBackoff()  # releases and ENI frees
         self.resync_requested = False
         self.unauthorized: dict[str, str] = {}  # action -> the last refusal's message
         self.ticks = 0
         self.syncs = 0
+
+    @property
+    def _api(self) -> str:
+        """Who answered, in the reasons an ADD gets: EC2, or Azure Resource Manager."""
+        return "ARM" if self.ctx.settings.cloud == "azure" else "EC2"
 
     # --- capacity --------------------------------------------------------------------------------
 
@@ -124,7 +153,7 @@ class Reconciler:
 
     # --- start -----------------------------------------------------------------------------------
 
-    async def startup_views(self) -> list[EniView]:
+    async def startup_views(self) -> list[DescribedEni]:
         """EC2's view of our ENIs for recovery (the datastore must still be empty)."""
         async with self.lock:
             views = await self.sync.startup_views()
@@ -143,6 +172,8 @@ class Reconciler:
             stats = pool_stats(state, self.capacity.primary_serves_pods)
             state = replace(state, peak_in_use=self.peak.observe(now, stats.in_use))
             decision = decide(state, self.targets, self.capacity, self.timers)
+            if now < self._single_steps_until:
+                decision = single_step(decision)
             self.last_decision, self.last_decision_at = decision, self._clock()
             self.last_decision_basis = stats
             self.ticks += 1
@@ -175,9 +206,9 @@ class Reconciler:
         wait = self._backoff_until - self._monotonic()
         if wait > 0 and (d.assign or d.new_eni):
             current = self.status.current
-            message = current.message if current is not None else "the subnet has no free address"
-            self.status.block(self._backoff_reason, message.split(" — ")[0] +
-                              f" — next growth attempt in {wait:.0f}s ({self._backoff_hint})")
+            cause = current.cause if current is not None else "the subnet has no free address"
+            self.status.block(self._backoff_reason, cause,
+                              f"next growth attempt in {wait:.0f}s ({self._backoff_hint})")
             return
         if d.assign or d.new_eni:
             self.status.growing = True
@@ -220,6 +251,11 @@ class Reconciler:
         if d.blocked == NoIpReason.MAX_PODS:
             return (f"the pool holds {stats.total} addresses and max pods is {cap.max_pods}; "
                     f"{d.short} more wanted by the warm targets")
+        if cap.interfaces_fixed:
+            nics = len(self.ctx.datastore.enis())
+            return (f"every NIC is full: the pool holds {stats.total} addresses on the {nics} NIC(s) "
+                    f"{self.ctx.facts.instance_type} booted with, and a running VM gains no NIC; {d.short} "
+                    "more address(es) wanted")
         cap_note = f", MAX_ENI={self.ctx.settings.max_eni}" if self.ctx.settings.max_eni else ""
         unmanaged = f", {len(self.ctx.unmanaged)} not managed by ipamd" if self.ctx.unmanaged else ""
         return (f"every ENI is full and the node has {len(self.ctx.datastore.enis())} of {cap.max_enis} ENIs "
@@ -228,38 +264,44 @@ class Reconciler:
     def _grow_failed(self, exc: CloudError) -> None:
         self.ctx.metrics.error("increaseDatastorePool")
         log.warning("growing the pool failed: %s", exc)
-        detail = f"EC2 {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
-        if isinstance(exc, SubnetFull | NoCidrBlock):
-            backoff = self.ctx.settings.subnet_full_backoff
-            self._backoff_until = self._monotonic() + backoff
-            self._backoff_hint = _SUBNET_FULL_HINT
-            full = isinstance(exc, SubnetFull)
-            self._backoff_reason = NoIpReason.SUBNET_FULL if full else NoIpReason.NO_CIDR_BLOCK
-            what = "the subnet has no free address" if full else "the subnet has no free aligned /28"
-            self.status.block(self._backoff_reason, f"{what} ({detail}) — next growth attempt in "
-                              f"{backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)")
-        elif isinstance(exc, EniLimitExceeded | AddressLimitExceeded):
-            self.resync_requested = True
-            self.status.block(NoIpReason.ENI_LIMIT, f"EC2 refused more: {detail}; resyncing from EC2")
-        elif isinstance(exc, CloudThrottled):
-            self.status.block(NoIpReason.THROTTLED, f"EC2 throttled the pool's calls ({detail}); retrying "
-                              "within the API budget")
-        elif isinstance(exc, Unauthorized):
+        if isinstance(exc, Unauthorized):
             self._backoff_until = self._grow_refusals.refused(self._monotonic())
             self._backoff_reason = NoIpReason.UNAUTHORIZED
-            self._backoff_hint = f"doubling while EC2 refuses, at most {UNAUTHORIZED_BACKOFF_MAX_S:g}s"
+            self._backoff_hint = (f"doubling while {self._api} refuses, at most "
+                                  f"{UNAUTHORIZED_BACKOFF_MAX_S:g}s")
             self._unauthorized(exc)
-        else:
-            self.resync_requested = True  # the outcome may be ambiguous: ask EC2 what happened
-            self.status.block(NoIpReason.CLOUD_ERROR, f"{detail}; resyncing from EC2")
+            return
+        detail = f"{self._api} {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
+        backoff = self.ctx.settings.subnet_full_backoff
+        if isinstance(exc, SubnetFull) and batching(self.targets) > 1 and self._monotonic() >= \
+                self._single_steps_until:
+            # Azure CNS drops its batch to 1 on an exhausted subnet: one address may fit where a batch did
+            # not, so the next passes grow one address per write, with no back-off before the first.
+            self._single_steps_until = self._monotonic() + backoff
+            self.status.block(NoIpReason.SUBNET_FULL, f"the subnet has no room for a batch ({detail})",
+                              f"growing one address per write for {backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)")
+            return
+        reason, says, resync = next(((r, s, again) for kind, r, s, again in GROWTH_REFUSALS
+                                     if isinstance(exc, kind)), _OTHER_REFUSAL)
+        self.resync_requested = self.resync_requested or resync
+        retry = ""
+        if reason in (NoIpReason.SUBNET_FULL, NoIpReason.NO_CIDR_BLOCK):
+            self._backoff_until = self._monotonic() + backoff
+            if batching(self.targets) > 1:  # even one address did not fit: stay at one after the wait
+                self._single_steps_until = self._backoff_until + backoff
+            self._backoff_hint = _SUBNET_FULL_HINT
+            self._backoff_reason = reason
+            retry = f"next growth attempt in {backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)"
+        self.status.block(reason, says.format(detail=detail, api=self._api), retry)
 
     def _unauthorized(self, exc: Unauthorized) -> None:
         self.unauthorized[exc.action] = exc.message or exc.code
         # The hook (a MissingIAMPermissions Event) names the permission EC2 said is missing, which is not
         # always the action called: a tagged CreateNetworkInterface needs ec2:CreateTags too.
         self.ctx.hooks.on_unauthorized(exc.permission, exc.message or exc.code)
-        self.status.block(NoIpReason.UNAUTHORIZED, f"EC2 refused {exc.action}: missing IAM permission "
-                          f"({exc.code}{': ' + exc.message if exc.message else ''})")
+        what = "role" if self.ctx.settings.cloud == "azure" else "IAM"
+        self.status.block(NoIpReason.UNAUTHORIZED, f"{self._api} refused {exc.action}: missing {what} "
+                          f"permission ({exc.code}{': ' + exc.message if exc.message else ''})")
 
     async def _shrink(self, d: Decision) -> None:
         stale = self.ctx.datastore.stale_mode_cidrs()

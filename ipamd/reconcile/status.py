@@ -36,10 +36,15 @@ def iso(wall: float) -> str:
 @dataclass(frozen=True)
 class Blocked:
     reason: NoIpReason
-    message: str
+    cause: str  # what stops growth, e.g. "the subnet has no free address (EC2 ...)"
     since: float  # wall-clock seconds: first seen (unchanged while the same reason repeats)
     at: float  # wall-clock seconds: last confirmed
     cleared_at: float | None = None
+    retry: str = ""  # when the next attempt comes, if the pool waits on purpose
+
+    @property
+    def message(self) -> str:
+        return f"{self.cause} — {self.retry}" if self.retry else self.cause
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,12 +69,13 @@ class GrowthStatus:
 
     # --- reports ---------------------------------------------------------------------------------
 
-    def block(self, reason: NoIpReason, message: str) -> None:
+    def block(self, reason: NoIpReason, cause: str, retry: str = "") -> None:
+        """Growth is blocked by ``cause``; ``retry``: when the pool tries again, if it waits on purpose."""
         now = self._clock()
         if self.current is not None and self.current.reason == reason:
-            self.current = replace(self.current, message=message, at=now)
+            self.current = replace(self.current, cause=cause, retry=retry, at=now)
         else:
-            self.current = Blocked(reason, message, now, now)
+            self.current = Blocked(reason, cause, now, now, retry=retry)
         self.last = self.current
 
     def clear(self) -> None:

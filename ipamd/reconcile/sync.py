@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from ipamd.reconcile.context import NodeContext, log
 from ipamd.reconcile.node import pod_cidrs, unmanaged_reason
 from ipamd.state.datastore import InUse
-from ipamd.state.recovery import EniView
+from ipamd.state.recovery import DescribedEni
 from vpccni.cloud.aws.imds import ImdsClient
 from vpccni.cloud.aws.tags import TAG_CREATED_AT, interface_tags
 from vpccni.cloud.base import NetworkInterface
@@ -76,14 +76,14 @@ class Ec2Sync:
         await ctx.know_subnets(ours)
         return ours
 
-    async def startup_views(self) -> list[EniView]:
+    async def startup_views(self) -> list[DescribedEni]:
         """EC2's view of our ENIs, fixed up (tags, DOT) and set up on the host, for recovery."""
         views = []
         for eni in await self.describe():
             await self._fix_up(eni)
             await self.ctx.prepare(eni)
             ctx = self.ctx
-            views.append(EniView(eni.interface_id, eni.device_index or 0,
+            views.append(DescribedEni(eni.interface_id, eni.device_index or 0,
                                  eni.interface_id == ctx.facts.primary_eni_id,
                                  ctx.catalog.cidr(eni.subnet_id), pod_cidrs(eni), ctx.is_excluded(eni)))
         return views
@@ -145,9 +145,11 @@ class Ec2Sync:
             return len(dropped)
 
     async def _fix_up(self, eni: NetworkInterface) -> None:
-        """Tags aws-node puts on every ENI it manages, and DeleteOnTermination (not on the primary)."""
+        """Tags aws-node puts on every ENI it manages, and DeleteOnTermination (not on the primary).
+        Where interfaces cannot be created (Azure) there is neither: the NICs are the VM's own, follow its
+        delete option, and tagging one would cost a whole-NIC write."""
         ctx = self.ctx
-        if eni.interface_id == ctx.facts.primary_eni_id:
+        if eni.interface_id == ctx.facts.primary_eni_id or not ctx.provider.can_attach_interfaces:
             return
         wanted = interface_tags(instance_id=ctx.facts.instance_id, created_at=datetime.fromtimestamp(0, UTC),
                                 cluster_name=ctx.settings.cluster_name or "",

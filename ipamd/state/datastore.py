@@ -29,11 +29,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from ipamd.pool.decision import CidrState, EniState, PoolState
+from ipamd.pool import CidrState, EniState, PoolState
 from vpccni.errors import PermanentError
+from vpccni.net.names import route_table_for_device
 from vpccni.wire.protocol import PodRef
-
-MAIN_ROUTE_TABLE = 254
 
 
 class AllocationKey(NamedTuple):
@@ -67,8 +66,8 @@ class EniInfo:
 
     @property
     def route_table(self) -> int:
-        """Pods on the primary ENI route through main; the others through table device_number + 1."""
-        return MAIN_ROUTE_TABLE if self.is_primary else self.device_number + 1
+        """Pods on the primary ENI (device 0) route through main; the others through device_number + 1."""
+        return route_table_for_device(self.device_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +204,9 @@ class Datastore:
     def remove_eni(self, eni_id: str, *, force: bool = False) -> list[Allocation]:
         """Forget an ENI and its CIDRs. Refuses while an address is assigned or cooling unless ``force``;
         returns the allocations dropped by force."""
-        eni = self._eni(eni_id)
-        return self.remove_cidrs(eni_id, list(eni.cidrs), force=force, _then_drop_eni=True)
+        dropped = self.remove_cidrs(eni_id, list(self._eni(eni_id).cidrs), force=force)
+        del self._enis[eni_id]  # remove_cidrs refused (raised) unless every CIDR could go
+        return dropped
 
     def add_cidrs(self, eni_id: str, cidrs: Iterable[str]) -> list[str]:
         """Add CIDRs EC2 shows on ``eni_id``; returns those that were new (re-adding is a no-op)."""
@@ -232,9 +232,7 @@ class Datastore:
             added.append(cidr)
         return added
 
-    def remove_cidrs(
-        self, eni_id: str, cidrs: Iterable[str], *, force: bool = False, _then_drop_eni: bool = False
-    ) -> list[Allocation]:
+    def remove_cidrs(self, eni_id: str, cidrs: Iterable[str], *, force: bool = False) -> list[Allocation]:
         """Remove CIDRs from ``eni_id`` (all or nothing). Refuses CIDRs with an address assigned or
         cooling unless ``force`` (EC2 no longer shows them); returns the allocations dropped by force."""
         eni = self._eni(eni_id)
@@ -259,8 +257,6 @@ class Datastore:
                 del self._addr_cidr[address]
             del eni.cidrs[entry.cidr]
             del self._cidrs[entry.cidr]
-        if _then_drop_eni:
-            del self._enis[eni_id]
         return dropped
 
     # --- pods ------------------------------------------------------------------------------------
@@ -355,8 +351,11 @@ class Datastore:
         return [(a, t) for a, t in self._released_at.items() if now - t < self.cooldown_s]
 
     def free_count(self, now: float | None = None) -> int:
-        """Addresses an ADD could get right now."""
-        return self.stats(now).free
+        """Addresses an ADD could get right now (the readiness probe asks: no per-ENI stats are built)."""
+        now = self._clock() if now is None else now
+        cooling = self._cooling_per_cidr(now)
+        return sum(len(c.addresses) - c.assigned - cooling.get(c.cidr, 0)
+                   for c in self._cidrs.values() if c.serves_pods)
 
     def stale_mode_cidrs(self) -> list[tuple[str, str]]:
         """(eni_id, cidr) of empty, non-cooling CIDRs of the other mode: the reconciler hands them back."""

@@ -1,7 +1,7 @@
 """Restart recovery: rebuild the datastore from what EC2 shows on our ENIs plus the checkpoint.
 
 EC2 is the truth for which addresses this node holds (never IMDS alone, aws #1967/#3887): the reconciler
-fetches the ENIs and their CIDRs and passes them in as plain :class:`EniView` data. The checkpoint says
+fetches the ENIs and their CIDRs and passes them in as plain :class:`DescribedEni` data. The checkpoint says
 who held what. An allocation survives when its address is still on one of our ENIs, its key is not a
 duplicate and its pod still exists on the host (``pod_exists``; plumbing supplies the veth check later,
 until then every pod is presumed alive). Everything else is dropped and reported, never silently. When
@@ -23,7 +23,7 @@ from ipamd.state.datastore import AddressUnavailable, Allocation, Datastore, Dat
 
 
 @dataclass(frozen=True, slots=True)
-class EniView:
+class DescribedEni:
     """One ENI as EC2 describes it: ``cidrs`` are its secondary /32s and /28 prefixes (not the primary
     address, which never serves pods)."""
 
@@ -61,7 +61,7 @@ def _always(_: Allocation) -> bool:
 def recover(
     datastore: Datastore,
     checkpoint: CheckpointData | None,
-    enis: Sequence[EniView],
+    enis: Sequence[DescribedEni],
     *,
     pod_exists: Callable[[Allocation], bool] = _always,
 ) -> RecoveryReport:

@@ -1,4 +1,5 @@
-"""Every CNI MUST of reference §A.2 against the real plugin and a real ipamd on an emulated node.
+"""Every MUST of the CNI spec's operations (ADD, DEL, CHECK, GC, STATUS, VERSION) against the real plugin and
+a real ipamd on an emulated node.
 
 ADD/CHECK/DEL go through the real libcni (the runtime side: its cache feeds prevResult to CHECK and DEL);
 GC and STATUS, which libcni 1.1.2 predates, are exec'd the way a CNI 1.1 runtime would (request derived
@@ -21,6 +22,9 @@ from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 from vpccni.testing.cluster_node import request_config
 from vpccni.wire.cnicodes import CHECK_FAILED, NO_IP, STATUS_UNAVAILABLE
 from vpccni.wire.protocol import spool_dir_for
+
+# Every MUST holds on both clouds: the same plugin, the same ipamd, EC2's or Azure's pool behind it.
+pytestmark = pytest.mark.parametrize("cluster", ["aws", "azure"], indirect=True, scope="module")
 
 LIBCNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")  # every version libcni 1.1.2 parses
 BANDWIDTH = {
@@ -109,7 +113,8 @@ def test_del_while_ipamd_is_down_then_restart_puts_the_address_back(
 
 def test_check_fails_and_names_a_route_deleted_by_hand(cluster: EmulatedCluster, pods: Runtime) -> None:
     node = cluster.nodes[0]
-    # With bandwidth's runtimeConfig: Debian's bandwidth 1.1.1 CHECK panics without one (machine-facts §8).
+    # With bandwidth's runtimeConfig: Debian's bandwidth 1.1.1 CHECK panics without one (a nil dereference in
+    # its CHECK).
     pod = pods.add(node, cap_args={"bandwidth": BANDWIDTH})
     healthy = pods.check(pod)
     assert healthy.returncode == 0, healthy.describe()
@@ -173,18 +178,23 @@ def test_status_fails_with_50_while_ipamd_is_down(cluster: EmulatedCluster) -> N
 def test_status_fails_with_50_and_the_reason_when_the_pool_is_exhausted(
     cluster: EmulatedCluster, pods: Runtime
 ) -> None:
-    # t3.nano: 2 addresses per ENI, so with MAX_ENI=1 the pool is one pod address, ever.
-    node = cluster.add_node("t3.nano", {"MAX_ENI": "1"})
+    # t3.nano: 2 addresses per ENI, so with MAX_ENI=1 the pool is one pod address, ever. On Azure the
+    # limit a node meets is max pods (a NIC holds 255 pod addresses).
+    if cluster.cloud_name == "azure":
+        node = cluster.add_node("Standard_D2s_v5", {"VPCCNI_MAX_PODS": "1"})
+        reason, said = "max_pods", "max pods"
+    else:
+        node, reason, said = cluster.add_node("t3.nano", {"MAX_ENI": "1"}), "eni_limit", "ENI limit"
     try:
         assert status(cluster, node).ok
         pods.add(node)
 
         def exhausted() -> Any:
             run = status(cluster, node)
-            return run if not run.ok and "reason=eni_limit" in run.error.get("details", "") else None
+            return run if not run.ok and f"reason={reason}" in run.error.get("details", "") else None
 
-        run = wait_until("STATUS to report the ENI limit", exhausted)
-        assert run.error["code"] == STATUS_UNAVAILABLE and "ENI limit" in run.error["msg"], run.describe()
+        run = wait_until(f"STATUS to report the {said}", exhausted)
+        assert run.error["code"] == STATUS_UNAVAILABLE and said in run.error["msg"], run.describe()
         # And an ADD now fails with ipamd's reason, as "no IP" (100), not "try again" (11).
         sandbox = cluster.pod_netns()
         try:
@@ -193,7 +203,7 @@ def test_status_fails_with_50_and_the_reason_when_the_pool_is_exhausted(
             )
         finally:
             sandbox.remove()
-        assert more.error["code"] == NO_IP and "ENI limit" in more.error["msg"], more.describe()
+        assert more.error["code"] == NO_IP and said in more.error["msg"], more.describe()
     finally:
         for pod in [p for p in pods.pods if p.node is node]:
             pods.remove(pod)

@@ -10,8 +10,8 @@ Inputs, as aws-node's init takes them, from the environment:
 * ``VPCCNI_CHAIN_PLUGINS`` (default ``portmap``): comma-separated reference plugins chained after ours,
   copied from ``VPCCNI_CNI_PLUGIN_SOURCE`` (default /usr/lib/cni, where Debian's containernetworking-plugins
   installs them). Empty = none.
-* ``VPCCNI_IMDS_ENDPOINT``: where the primary interface's MAC is read (``meta-data/mac``), unless
-  ``--primary-mac`` gives it.
+* ``VPCCNI_IMDS_ENDPOINT``: where the primary interface's MAC is read (``meta-data/mac``; with
+  VPCCNI_CLOUD=azure, the first NIC of Azure IMDS's instance document), unless ``--primary-mac`` gives it.
 
 The launcher is a script the HOST runs, so it must name a Python and a package directory that exist on
 the host. ``--host-python`` and ``--host-root`` (defaults: this interpreter and this package) say what they
@@ -37,9 +37,13 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from vpccni.console import fail
 from vpccni.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vpccni.config.settings import Settings
 
 PROG = "vpccni init"
 CHAIN_VARIABLE = "VPCCNI_CHAIN_PLUGINS"
@@ -147,13 +151,19 @@ def run(args: argparse.Namespace) -> int:
         host_fs_root=args.host_fs_root,
         self_contained=args.self_contained,
     )
+    primary_mac = args.primary_mac
+    if primary_mac is None and settings.cloud == "azure" and not args.skip_sysctls:
+        found = _azure_primary_mac(settings)  # Azure IMDS has no meta-data/mac: its instance document
+        if isinstance(found, int):
+            return found
+        primary_mac = found
     options = NodeInitOptions(
         bin_dir=settings.host_cni_bin_path,
         launcher=launcher,
         chain_plugins=chain,
         plugin_source=source,
         sysctls=not args.skip_sysctls,
-        primary_mac=args.primary_mac,
+        primary_mac=primary_mac,
         imds_endpoint=settings.imds_endpoint,
         imds_timeout_s=float(settings.http_timeout),
         netns=args.netns,
@@ -172,3 +182,25 @@ def run(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(f"{PROG}: {summary(steps)}\n")
     return 0
+
+
+def _azure_primary_mac(settings: Settings) -> str | int:
+    """The primary NIC's MAC from Azure IMDS's instance document (VPCCNI_CLOUD=azure), or the exit status
+    of the failure, said in one line (2: a bad endpoint; 1: IMDS did not answer)."""
+    from vpccni.cloud.azure.imds import AzureImdsClient
+    from vpccni.errors import ImdsUnavailable
+
+    try:
+        client = AzureImdsClient(settings.imds_endpoint, timeout_s=float(settings.http_timeout))
+    except ValueError as exc:
+        return fail(PROG, f"VPCCNI_IMDS_ENDPOINT: {exc}")
+    try:
+        interfaces = client.instance().interfaces
+    except ImdsUnavailable as exc:
+        sys.stderr.write(f"{PROG}: failed: cannot read the primary MAC from Azure IMDS at "
+                         f"{settings.imds_endpoint}: {exc}\n")
+        return 1
+    if not interfaces:
+        sys.stderr.write(f"{PROG}: failed: Azure IMDS at {settings.imds_endpoint} lists no NIC\n")
+        return 1
+    return interfaces[0].mac

@@ -7,8 +7,8 @@ prints one line of JSON (``ec2_endpoint``, ``region``, ``account_id``, ``vpc_id`
 until SIGTERM or SIGINT, then shuts down and exits 0. Without ``--json`` it prints a readable summary.
 
 Every input is checked before anything starts (a bad one is one line on stderr and exit status 2): the
-profile by argparse, the region against botocore's EC2 regions, each instance type against moto's
-DescribeInstanceTypes data.
+profile by argparse, the region against botocore's EC2 regions, each instance type against the limits
+table the local EC2 enforces (vpccni's bundled table).
 
 ``--cloud azure`` serves the local Azure instead (:mod:`vpccni.localcloud.azure`): an https ARM endpoint
 with its own CA and one IMDS per VM; ``--node`` names VM sizes (``Standard_D4s_v5``), ``--region`` the

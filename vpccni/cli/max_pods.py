@@ -14,7 +14,7 @@ import argparse
 import difflib
 import sys
 
-from vpccni.config.limits import known_instance_types, lookup, max_pods
+from vpccni.config.limits import UnknownVcpus, known_instance_types, lookup, max_pods
 from vpccni.console import fail
 
 PROG = "vpccni max-pods"
@@ -73,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
         hint = f"; did you mean {close[0]}?" if close else ""
         return fail(PROG, f"unknown instance type {args.instance_type!r} "
                           f"(not among the {len(known)} bundled types){hint}")
-    pods = max_pods(limits, prefix_delegation=args.prefix_delegation,
-                    custom_networking=args.custom_networking, max_eni=args.max_eni,
-                    cni_version_cap=args.cni_version_cap)
+    try:
+        pods = max_pods(limits, prefix_delegation=args.prefix_delegation,
+                        custom_networking=args.custom_networking, max_eni=args.max_eni,
+                        cni_version_cap=args.cni_version_cap)
+    except UnknownVcpus as unknown:
+        return fail(PROG, str(unknown))
     sys.stdout.write(f"{pods}\n")
     return 0

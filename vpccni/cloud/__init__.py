@@ -14,7 +14,10 @@ subpackage imports them and its SDK. Layout:
 - :mod:`~vpccni.cloud.aws.imds`: the IMDSv2 client (standard library only);
 - :mod:`~vpccni.cloud.aws.tags`: aws-node's tag and description conventions;
 - :mod:`vpccni.cloud.azure`: the Azure provider (IP configurations on the VM's NICs through ARM), its
-  error mapping, VM-size limits and Azure IMDS client (the Azure SDK loads only when a client is built).
+  error mapping, VM-size limits and Azure IMDS client (the Azure SDK loads only when a client is built);
+- :mod:`vpccni.cloud.fake`: an in-memory EC2 and a provider over it for fast tests, standard library only
+  (it shares :mod:`~vpccni.cloud.addressing`, EC2's address and /28 choice, with the local cloud, and
+  :mod:`~vpccni.cloud.aws.codes`, EC2's error codes -> vpccni's classes, with the AWS provider).
 
 This package imports no boto3 at import time; ``vpccni.cloud.aws.provider`` does.
 """

@@ -10,8 +10,9 @@ does not import moto or boto3. Only touching ``LocalCloud``/``Ec2Server`` does.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vpccni.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vpccni.localcloud.cloud import LocalCloud, Node, Subnet, Vpc, is_known_instance_type
@@ -73,14 +74,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])

@@ -1,4 +1,5 @@
-"""The node's SNAT and connmark rules, computed as pure data from plain settings (aws-node §5.4).
+"""The node's SNAT and connmark rules, computed as pure data from plain settings (aws-node's AWS-SNAT-CHAIN
+and connmark rules).
 
 Why these rules: pods hold VPC addresses, so traffic inside the VPC keeps the pod's address; traffic
 leaving the VPC is SNAT'd to the node's primary address (only the primary ENI's address may be mapped to a

@@ -59,7 +59,8 @@ class ConflistOptions:
     tuning_sysctls: Mapping[str, str] = field(default_factory=dict)
     """Pod sysctls applied by tuning; empty = no tuning plugin. DISABLE_POD_V6 -> DISABLE_POD_V6_SYSCTLS."""
     disable_check: bool = False
-    """Skip CHECK. Debian's portmap/bandwidth 1.1.1 fail CHECK on IPv4-only results (machine-facts §8)."""
+    """Skip CHECK. Debian's portmap/bandwidth 1.1.1 fail CHECK on IPv4-only results (bandwidth panics,
+    portmap looks for an IPv6 chain)."""
 
 
 def build_conflist(options: ConflistOptions | None = None) -> dict[str, Any]:

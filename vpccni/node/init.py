@@ -1,4 +1,4 @@
-"""Node init: what the init container does before ipamd starts (aws-vpc-cni-init's job, aws ref §1.1).
+"""Node init: what the init container does before ipamd starts (aws-vpc-cni-init's job).
 
 1. Install into HOST_CNI_BIN_PATH the plugin launcher (``vpccni``, the conflist's plugin ``type``) and the
    chained reference plugins (VPCCNI_CHAIN_PLUGINS, default ``portmap``) copied from a source directory

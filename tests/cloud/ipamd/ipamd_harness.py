@@ -9,7 +9,8 @@ Reusable by any tier that needs a running ipamd (cloud tests here, e2e later):
   the test, even on failure;
 - :class:`Ipamd`: ADD/DEL over the socket like the plugin (an ADD passes an empty scratch namespace: ipamd
   runs without plumbing here, and takes a pod's namespace only open), ``/v1/pool`` and ``/v1/enis``, EC2's
-  truth for the node (``ec2_enis``), restarts, crashes (SIGKILL or an armed crash point), ``wait_until``.
+  truth for the node (``ec2_enis``), restarts, crashes (SIGKILL or an armed crash point), ``wait_until``;
+  all but the EC2 part live in :class:`IpamdUnderTest`, which the Azure tier shares (``azure_harness``).
 
 Timers are short (pool loop 0.1 s, release spacing and min ENI age 1 s ...) and the API budget wide, so a
 scenario takes seconds; tests that are about the budget or the timers pass their own values.
@@ -24,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 
@@ -40,7 +41,7 @@ from vpccni.wire.protocol import ErrorKind, NoIpReason, Op, Request, Response
 T = TypeVar("T")
 
 NETWORK = "vpccni"
-NETNS = LABEL  # what the requests call the pods' namespace: the scratch one each Ipamd passes open
+NETNS = LABEL  # what the requests call the pods' namespace: the scratch one each ipamd is passed open
 WAITING_REASONS = {NoIpReason.GROWING, NoIpReason.STARTING, NoIpReason.THROTTLED}
 
 # The cluster's short timers, with a faster pool loop and EC2 reconcile: these tests wait on them.
@@ -64,38 +65,49 @@ def wait_until(what: str, check: Callable[[], T | None], timeout_s: float = 20.0
 
 
 @dataclass
-class Ipamd:
-    cloud: LocalCloud
-    node: Node
+class IpamdUnderTest:
+    """One ipamd process and the plugin's side of it, whatever the cloud; a subclass says how ipamd is
+    configured for its cloud (:meth:`cloud_env`) and what the cloud holds (:meth:`cloud_cidrs`)."""
+
     paths: IpamdPaths
     settings: dict[str, str]
     metrics_port: int
-    pod_netns_fd: int  # an empty network namespace, open: passed with ADD and CHECK
     process: IpamdProcess | None = None
     add_answers: Counter[str] = field(default_factory=Counter)  # ADD answers seen, by outcome
+    # An empty network namespace, open, passed with ADD and CHECK (made on first use, closed by close()).
+    _scratch: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _pod_netns_fd: int | None = None
+
+    @property
+    def pod_netns_fd(self) -> int:
+        if self._pod_netns_fd is None:
+            self._pod_netns_fd = self._scratch.enter_context(scratch_netns())
+        return self._pod_netns_fd
+
+    # --- the cloud -------------------------------------------------------------------------------
+
+    def cloud_env(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def cloud_cidrs(self) -> dict[str, set[str]]:
+        """Interface -> pod CIDRs (secondary /32s and /28 prefixes) as the cloud holds them."""
+        raise NotImplementedError
 
     # --- process ---------------------------------------------------------------------------------
 
     def env(self, crash: str | None = None) -> dict[str, str]:
-        env = ipamd_env(
-            ec2_endpoint=self.cloud.ec2_endpoint,
-            region=self.cloud.region,
-            imds_endpoint=self.node.imds_endpoint,
-            paths=self.paths,
-            metrics_port=self.metrics_port,
-            settings=self.settings,
-        )
+        env = self.cloud_env()
         if crash:
             env[CRASH_ENV] = crash
         return env
 
-    def start(self, *, crash: str | None = None, wait: bool = True) -> Ipamd:
+    def start(self, *, crash: str | None = None, wait: bool = True) -> Self:
         self.process = IpamdProcess(self.env(crash), self.paths).start()
         if wait:
             self.process.wait_ready()
         return self
 
-    def restart(self, *, crash: str | None = None) -> Ipamd:
+    def restart(self, *, crash: str | None = None) -> Self:
         self.stop()
         return self.start(crash=crash)
 
@@ -114,6 +126,7 @@ class Ipamd:
     def close(self) -> None:
         if self.process is not None:
             self.process.kill()
+        self._scratch.close()
         shutil.rmtree(self.paths.workdir, ignore_errors=True)
 
     def log(self, lines: int = 40) -> str:
@@ -191,6 +204,27 @@ class Ipamd:
         quiet = not (decision["assign"] or decision["new_eni"] or decision["release"] or decision["free_eni"])
         return pool if quiet and seen == current else None
 
+
+@dataclass(kw_only=True)
+class Ipamd(IpamdUnderTest):
+    """ipamd on a LocalCloud (EC2) node."""
+
+    cloud: LocalCloud
+    node: Node
+
+    def cloud_env(self) -> dict[str, str]:
+        return ipamd_env(
+            ec2_endpoint=self.cloud.ec2_endpoint,
+            region=self.cloud.region,
+            imds_endpoint=self.node.imds_endpoint,
+            paths=self.paths,
+            metrics_port=self.metrics_port,
+            settings=self.settings,
+        )
+
+    def cloud_cidrs(self) -> dict[str, set[str]]:
+        return self.ec2_cidrs()
+
     # --- EC2's truth -----------------------------------------------------------------------------
 
     def ec2_enis(self) -> list[EniView]:
@@ -214,7 +248,6 @@ def ipamd_cloud() -> Iterator[LocalCloud]:
 @pytest.fixture
 def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
     made: list[Ipamd] = []
-    namespaces = contextlib.ExitStack()
 
     def make(
         instance_type: str = "m5.large",
@@ -227,10 +260,8 @@ def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
     ) -> Ipamd:
         node = node or ipamd_cloud.add_node(instance_type, **node_kwargs)
         workdir = tempfile.mkdtemp(prefix="vpccni-ipamd-")  # short: socket paths must fit in 108 bytes
-        ipamd = Ipamd(
-            ipamd_cloud, node, IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})}, free_tcp_port(),
-            namespaces.enter_context(scratch_netns()),
-        )
+        ipamd = Ipamd(IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})}, free_tcp_port(),
+                      cloud=ipamd_cloud, node=node)
         made.append(ipamd)
         if start:
             ipamd.start(crash=crash)
@@ -241,7 +272,6 @@ def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
     finally:
         for ipamd in made:
             ipamd.close()
-        namespaces.close()
         ipamd_cloud.server.faults.clear()
         for node in ipamd_cloud.nodes:
             imds = ipamd_cloud.imds(node)

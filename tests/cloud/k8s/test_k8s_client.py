@@ -47,14 +47,14 @@ def service_account(tmp_path: Path, namespace: str = "vpccni-system") -> Path:
 def test_cluster_endpoint_alone_reaches_the_emulator(kube: KubeCluster) -> None:
     kube.create_node(NODE, capacity_pods=17)
     with K8sNodeAgent.from_settings(Settings(node_name=NODE, cluster_endpoint=kube.url)) as agent:
-        assert agent.node_facts().max_pods == 17
+        assert agent.kube_node().max_pods == 17
 
 
 def test_kubeconfig_file(kube: KubeCluster, tmp_path: Path) -> None:
     kube.create_node(NODE, capacity_pods=17)
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
     with K8sNodeAgent.from_settings(Settings(node_name=NODE), kubeconfig=str(kubeconfig)) as agent:
-        assert agent.node_facts().max_pods == 17
+        assert agent.kube_node().max_pods == 17
 
 
 def test_cluster_endpoint_overrides_the_kubeconfig_server(kube: KubeCluster, tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_cluster_endpoint_overrides_the_kubeconfig_server(kube: KubeCluster, tmp
     kubeconfig.write_text(kube.write_kubeconfig(kubeconfig).read_text().replace(kube.url, "http://192.0.2.1:1"))
     settings = Settings(node_name=NODE, cluster_endpoint=kube.url)
     with K8sNodeAgent.from_settings(settings, kubeconfig=str(kubeconfig)) as agent:
-        assert agent.node_facts().name == NODE
+        assert agent.kube_node().name == NODE
 
 
 def test_in_cluster_service_account(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def agent_at(url: str, **settings: object) -> K8sNodeAgent:
 def test_refused_connection_is_retryable() -> None:
     with agent_at(f"http://127.0.0.1:{closed_port()}") as agent, \
             pytest.raises(KubernetesUnavailable) as caught:
-        agent.node_facts()
+        agent.kube_node()
     assert isinstance(caught.value, RetryableError)
     assert caught.value.status is None
     assert f"get nodes/{NODE}" in str(caught.value)
@@ -145,7 +145,7 @@ def test_refused_connection_is_retryable() -> None:
 @pytest.mark.timeout(30)
 def test_silent_server_times_out_instead_of_hanging() -> None:
     with black_hole() as url, agent_at(url, custom_network_cfg=True, annotate_pod_ip=True) as agent:
-        for call in (agent.node_facts, agent.ensure_startup_taint, agent.remove_startup_taint,
+        for call in (agent.kube_node, agent.ensure_startup_taint, agent.remove_startup_taint,
                      agent.eni_config, lambda: agent.annotate_pod_ip("ns", "p", "10.0.0.1"),
                      lambda: agent.clear_pod_ip("ns", "p", "10.0.0.1")):
             with pytest.raises(KubernetesUnavailable, match="unreachable"):
@@ -219,4 +219,4 @@ def test_http_failures_map_onto_the_error_tree(status: int, error: type, kind: t
 def test_a_body_that_is_not_json_is_retryable() -> None:
     with answering(200, b"<html>proxy error</html>") as url, agent_at(url) as agent, \
             pytest.raises(KubernetesUnavailable, match="non-JSON"):
-        agent.node_facts()
+        agent.kube_node()

@@ -9,7 +9,7 @@ from ipamd.k8s.events import EventCorrelator, EventKey, EventTarget, Write
 from ipamd.k8s.model import (
     STARTUP_TAINT,
     EniConfigChoice,
-    NodeFacts,
+    KubeNode,
     eni_config_spec,
     parse_pod_count,
     select_eni_config,
@@ -104,7 +104,7 @@ def test_without_taint_removes_only_ours() -> None:
     ({"taints": [OTHER]}, False),
 ])
 def test_unschedulable_from_spec_or_taint(spec, unschedulable) -> None:
-    assert NodeFacts.from_object({"metadata": {"name": "n"}, "spec": spec}).unschedulable is unschedulable
+    assert KubeNode.from_object({"metadata": {"name": "n"}, "spec": spec}).unschedulable is unschedulable
 
 
 @pytest.mark.parametrize(("quantity", "pods"), [
@@ -115,7 +115,7 @@ def test_capacity_pods(quantity, pods) -> None:
 
 
 def test_node_facts_from_a_sparse_object() -> None:
-    facts = NodeFacts.from_object({"metadata": {"name": "n"}})
+    facts = KubeNode.from_object({"metadata": {"name": "n"}})
     assert (facts.labels, facts.annotations, facts.taints, facts.max_pods) == ({}, {}, (), None)
     assert not facts.has_startup_taint
 
@@ -125,7 +125,7 @@ def test_node_facts_from_a_sparse_object() -> None:
     {"key": "vpccni.io/agent-not-ready", "value": "true", "effect": "NoSchedule"},  # registered with a value
 ])
 def test_the_startup_taint_is_known_by_key_and_effect(taint) -> None:
-    assert NodeFacts.from_object({"metadata": {"name": "n"}, "spec": {"taints": [taint]}}).has_startup_taint
+    assert KubeNode.from_object({"metadata": {"name": "n"}, "spec": {"taints": [taint]}}).has_startup_taint
 
 
 def key(message: str = "m") -> EventKey:

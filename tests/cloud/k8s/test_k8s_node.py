@@ -44,7 +44,7 @@ def taints_of(kube: KubeCluster) -> list[dict[str, Any]]:
 def test_node_facts(kube: KubeCluster) -> None:
     kube.create_node(NODE, labels={"topology.kubernetes.io/zone": "us-west-2a"},
                      annotations={"a": "b"}, taints=[OTHER_TAINT], capacity_pods=29)
-    facts = make_agent(kube)[0].node_facts()
+    facts = make_agent(kube)[0].kube_node()
     assert facts.name == NODE
     assert facts.labels["topology.kubernetes.io/zone"] == "us-west-2a"
     assert facts.annotations == {"a": "b"}
@@ -55,7 +55,7 @@ def test_node_facts(kube: KubeCluster) -> None:
 
 def test_capacity_not_reported_yet(kube: KubeCluster) -> None:
     kube.create_node(NODE)
-    assert make_agent(kube)[0].node_facts().max_pods is None
+    assert make_agent(kube)[0].kube_node().max_pods is None
 
 
 def test_capacity_follows_the_kubelet(kube: KubeCluster) -> None:
@@ -63,7 +63,7 @@ def test_capacity_follows_the_kubelet(kube: KubeCluster) -> None:
     agent = make_agent(kube)[0]
     kube.request("PATCH", f"/api/v1/nodes/{NODE}/status", {"status": {"capacity": {"pods": "110"}}},
                  content_type="application/merge-patch+json")
-    assert agent.node_facts().max_pods == 110
+    assert agent.kube_node().max_pods == 110
 
 
 @pytest.mark.parametrize("cordon", [
@@ -73,9 +73,9 @@ def test_capacity_follows_the_kubelet(kube: KubeCluster) -> None:
 def test_cordoned_node_is_unschedulable(kube: KubeCluster, cordon: dict[str, Any]) -> None:
     kube.create_node(NODE)
     agent = make_agent(kube)[0]
-    assert not agent.node_facts().unschedulable
+    assert not agent.kube_node().unschedulable
     kube.patch_node(NODE, {"spec": cordon})
-    assert agent.node_facts().unschedulable
+    assert agent.kube_node().unschedulable
 
 
 # --- ENIConfig -----------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_startup_taint_added_once_and_others_kept(kube: KubeCluster) -> None:
     assert agent.ensure_startup_taint() is True
     assert agent.ensure_startup_taint() is False
     assert taints_of(kube) == [OTHER_TAINT, STARTUP]
-    assert agent.node_facts().has_startup_taint
+    assert agent.kube_node().has_startup_taint
 
 
 def test_startup_taint_removed_once_and_others_kept(kube: KubeCluster) -> None:

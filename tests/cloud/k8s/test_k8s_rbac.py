@@ -50,7 +50,7 @@ def exercise_everything(kube: KubeCluster, *, annotate_pod_ip: bool) -> set[Perm
     settings = Settings(node_name=NODE, pod_name="vpccni-abcde", custom_network_cfg=True,
                         annotate_pod_ip=annotate_pod_ip)
     agent = K8sNodeAgent(api_client, settings, event_min_interval=0)
-    agent.node_facts()
+    agent.kube_node()
     agent.eni_config()
     agent.ensure_startup_taint()
     agent.remove_startup_taint()

@@ -1,7 +1,8 @@
 """Helpers for the emulated-VPC tests: a cloud with a dataplane and one node, ipamd-like ENI setup, probes.
 
-The node-side configuration here is what ipamd does on a real node (aws-vpc-cni.md §5.4), written out with
-bare pyroute2 so that these tests exercise the dataplane alone, not vpccni.net.
+The node-side configuration here is what ipamd does on a real node (aws-node's host and ENI setup: rp_filter,
+a route table per ENI, from-ENI rules), written out with bare pyroute2 so that these tests exercise the
+dataplane alone, not vpccni.net.
 """
 
 from __future__ import annotations

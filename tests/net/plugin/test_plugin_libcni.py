@@ -175,7 +175,8 @@ def test_shipped_conflist_runs_on_libcni_with_portmap_chained(rig: Rig) -> None:
 
 def test_shipped_conflist_add_check_del_without_port_mappings(rig: Rig) -> None:
     # (With port mappings, Debian's portmap 1.1.1 fails CHECK on any IPv4-only result: "could not
-    # check ipv6 dnat" -- its bug, machine-facts §8; ConflistOptions.disable_check exists for it.)
+    # check ipv6 dnat" -- a bug of Debian's portmap 1.1.1 on IPv4-only results; ConflistOptions.disable_check
+    # exists for it.)
     cni = rig.libcni(shipped(rig))
     assert cni.add("cid8", rig.pod_netns, args=ARGS).returncode == 0
     check = cni.check("cid8", rig.pod_netns, args=ARGS)

@@ -27,6 +27,14 @@ def vpccni_max_pods(*args: str) -> subprocess.CompletedProcess[str]:
         (["--instance-type", "m5.large", "--custom-networking"], 20),
         (["--instance-type", "m5.large", "--max-eni", "2"], 20),
         (["--instance-type", "m5.24xlarge", "--cni-version-cap"], 250),
+        # types EC2's DescribeInstanceTypes (and so moto) no longer lists: aws-node's table has them
+        (["--instance-type", "g4ad.xlarge"], 8),
+        (["--instance-type", "u-6tb1.metal"], 147),
+        (["--instance-type", "u-6tb1.metal", "--cni-version-cap"], 147),  # 448 vCPUs (fog-aws): cap 250
+        (["--instance-type", "cr1.8xlarge"], 234),
+        # moto splits these over two cards; aws-node's table (EC2's data) has one card with 15 / 24 ENIs
+        (["--instance-type", "i7ie.48xlarge"], 737),
+        (["--instance-type", "i8ge.metal-48xl"], 1178),
     ],
 )
 def test_prints_one_integer(args, expected):
@@ -38,8 +46,17 @@ def test_unknown_type_is_one_line_exit_2_with_a_suggestion():
     done = vpccni_max_pods("--instance-type", "m5.larg")
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [
-        "vpccni max-pods: error: unknown instance type 'm5.larg' (not among the 1395 bundled types); "
+        "vpccni max-pods: error: unknown instance type 'm5.larg' (not among the 1418 bundled types); "
         "did you mean m5.large?"
+    ]
+
+
+def test_the_cap_on_a_type_whose_vcpus_no_source_has_is_one_line_exit_2():
+    done = vpccni_max_pods("--instance-type", "cr1.8xlarge", "--cni-version-cap")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "vpccni max-pods: error: the vCPUs of cr1.8xlarge are in none of the bundled table's sources, "
+        "and --cni-version-cap needs them (without it the figure is known)"
     ]
 
 

@@ -1,9 +1,9 @@
 """vpccni.config.settings: every variable has aws-node's name and default; explain() says where each value
 came from.
 
-The expected defaults below are written from aws-node's documentation and code (reference aws-vpc-cni.md
-§2, §3.1), not read back from vpccni.config.settings: if a default drifts from aws-node's, this table catches
-it.
+The expected defaults below are written from aws-node's documentation and code (its README's variable list and
+ipamd.go's constants), not read back from vpccni.config.settings: if a default drifts from aws-node's, this
+table catches it.
 """
 
 from __future__ import annotations
@@ -67,6 +67,12 @@ AWS_DEFAULTS = {
     "MY_POD_UID": "",
     "HOST_CNI_BIN_PATH": "/host/opt/cni/bin",
     "HOST_CNI_CONFDIR_PATH": "/host/etc/cni/net.d",
+    # ours: the cloud
+    "VPCCNI_CLOUD": "aws",
+    "VPCCNI_IP_BATCH": "0",
+    "VPCCNI_AZURE_ARM_ENDPOINT": "https://management.azure.com",
+    "VPCCNI_AZURE_IDENTITY_CLIENT_ID": "",
+    "VPCCNI_AZURE_CA_BUNDLE": "",
     # ours
     "VPCCNI_IMDS_ENDPOINT": "http://169.254.169.254",
     "VPCCNI_SOCKET_PATH": DEFAULT_SOCKET_PATH,
@@ -88,6 +94,7 @@ AWS_DEFAULTS = {
     "VPCCNI_LOG_FORMAT": "json",
     "VPCCNI_DATAPLANE": "linux",
     "VPCCNI_SCALE_DOWN_WINDOW": "600",
+    "VPCCNI_SHRINK": "vpccni",
 }
 
 

@@ -120,6 +120,9 @@ GOOD = [
     ("VPCCNI_METRICS_BIND_ADDRESS", "0.0.0.0:9100", "metrics_bind_address", "0.0.0.0:9100"),
     ("VPCCNI_MAX_PODS", "110", "max_pods", 110),
     ("VPCCNI_LOG_FORMAT", "text", "log_format", "text"),
+    ("VPCCNI_CLOUD", "azure", "cloud", "azure"),
+    ("VPCCNI_IP_BATCH", "0", "ip_batch", 0),
+    ("VPCCNI_SHRINK", "aws", "shrink", "aws"),
 ]
 
 
@@ -199,6 +202,12 @@ BAD = [
     ("VPCCNI_LOG_FORMAT", "logfmt", "one of json, text"),
     ("VPCCNI_DATAPLANE", "ebpf", "one of linux, none"),
     ("VPCCNI_SCALE_DOWN_WINDOW", "-5", "a number of seconds >= 0"),
+    ("VPCCNI_CLOUD", "gcp", "one of aws, azure"),
+    ("VPCCNI_IP_BATCH", "sixteen", "an integer >= 0"),
+    ("VPCCNI_AZURE_ARM_ENDPOINT", "http://management.azure.com", "an https:// URL"),
+    ("VPCCNI_AZURE_IDENTITY_CLIENT_ID", "kubelet", "a client id (a UUID"),
+    ("VPCCNI_AZURE_CA_BUNDLE", "ca.pem", "an absolute path"),
+    ("VPCCNI_SHRINK", "aws-node", "one of vpccni, aws"),
     # aws-node features vpccni does not implement: refused when on, never silently ignored.
     ("ENABLE_POD_ENI", "true", "vpccni does not implement Security Groups for Pods"),
     ("ENABLE_MULTI_NIC", "1", "vpccni manages network card 0 only"),

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from vpccni.config.limits import InstanceLimits, known_instance_types, lookup, max_pods, require
+from vpccni.config.limits import (
+    InstanceLimits,
+    UnknownVcpus,
+    known_instance_types,
+    lookup,
+    max_pods,
+    require,
+    sources_of,
+)
 from vpccni.errors import UnknownInstanceType
 
 # aws-node misc/eni-max-pods.txt (ENIs x (IPv4 per ENI - 1) + 2).
@@ -92,8 +100,29 @@ def test_multi_card_types_count_the_default_card_only():
     assert (p4d.max_enis, p4d.network_cards, p4d.ipv4_per_eni, p4d.vcpus) == (15, 4, 50, 96)
 
 
-def test_the_table_holds_every_type_moto_knows():
-    assert len(known_instance_types()) == 1395
+def test_the_table_holds_every_type_moto_or_aws_node_knows():
+    # 1395 in moto 5.2.6, plus 23 that only aws-node's table still lists (g4ad.*, p3.*, u-*tb1.metal ...).
+    assert len(known_instance_types()) == 1418
+
+
+def test_each_fact_names_its_source():
+    assert sources_of("x9.bogus") is None
+    m5 = sources_of("m5.large")
+    assert m5 is not None
+    assert m5["max_enis"].startswith("aws-node's limits table, github:aws/amazon-vpc-cni-k8s")
+    assert m5["vcpus"].startswith("moto ") and m5["ipv6_per_eni"].startswith("moto ")
+    g4ad = sources_of("g4ad.xlarge")
+    assert g4ad is not None and g4ad["vcpus"].startswith("DescribeInstanceTypes item in the history of")
+    u6 = sources_of("u-6tb1.metal")
+    assert u6 is not None and u6["vcpus"].startswith("fog-aws") and u6["ipv6_per_eni"] == "no source: null"
+    assert require("u-6tb1.metal").ipv6_per_eni is None
+
+
+def test_a_type_whose_vcpus_no_source_has_gets_no_guessed_cap():
+    cr1 = require("cr1.8xlarge")
+    assert cr1.vcpus is None and max_pods(cr1) == 234
+    with pytest.raises(UnknownVcpus, match="the vCPUs of cr1.8xlarge"):
+        max_pods(cr1, cni_version_cap=True)
 
 
 def describe_item(**overrides: object) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The bundled instance-limits table holds the data scripts/gen_limits.py makes from the installed moto."""
+"""The bundled instance-limits table holds the data scripts/gen_limits.py makes from its sources: aws-node's
+table, the installed moto, moto's history and fog-aws (scripts/limits_sources/)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from scripts import gen_limits
 from tests import REPO
-from vpccni.config.limits import ROW_FIELDS, InstanceLimits, known_instance_types, lookup
+from vpccni.config.limits import ROW_FIELDS, TABLE_COLUMNS, InstanceLimits, known_instance_types, lookup
 
 
 def test_regenerating_the_table_gives_the_bundled_data(tmp_path):
@@ -57,31 +59,69 @@ def test_the_script_runs_from_the_command_line(tmp_path):
     out = tmp_path / "t.json"
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_limits.py"), "--output", str(out)],
                           capture_output=True, text=True, check=True)
-    assert "wrote 1395 instance types" in done.stdout
+    assert "wrote 1418 instance types" in done.stdout
     assert gen_limits.table_drift(gen_limits.BUNDLED.read_text(), out.read_text()) == []
+
+
+def test_a_change_of_source_is_drift(tmp_path, capsys):
+    document = json.loads(gen_limits.BUNDLED.read_text())
+    document["types"]["m5.large"][-1] = "MMMMMMM"
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(document))
+    assert gen_limits.main(["--check", "--output", str(stale)]) == 1
+    assert f"gen_limits: {stale}: m5.large: sources 'MMMMMMM' -> 'AAMAAAM'" in capsys.readouterr().err
 
 
 def test_table_document_shape():
     document = json.loads(gen_limits.BUNDLED.read_text())
-    assert document["fields"] == ROW_FIELDS
-    assert document["source"].startswith("moto ")
-    assert all(len(row) == len(ROW_FIELDS) for row in document["types"].values())
+    assert document["fields"] == TABLE_COLUMNS == [*ROW_FIELDS, "sources"]
+    assert document["source"].startswith("aws-vpc-cni ")
+    assert set(document["legend"]) == {"A", "M", "H", "F", "-"}
+    for name, row in document["types"].items():
+        assert len(row) == len(TABLE_COLUMNS), name
+        origin = row[-1]
+        assert len(origin) == len(ROW_FIELDS) and set(origin) <= set(document["legend"]), name
+        assert all((letter == "-") == (value is None)
+                   for letter, value in zip(origin, row, strict=False)), name
 
 
-def test_every_table_entry_matches_moto_describe_instance_types():
-    # Independent of the generator: read moto's raw items here and compare field by field.
+def _installed_moto() -> dict[str, Any]:
     spec = importlib.util.find_spec("moto")
     assert spec is not None and spec.submodule_search_locations
     raw_path = Path(spec.submodule_search_locations[0]) / "ec2" / "resources" / "instance_types.json.gz"
     with gzip.open(raw_path, "rt") as stream:
-        raw = json.load(stream)
-    assert sorted(raw) == known_instance_types()
-    for name, item in raw.items():
+        raw: dict[str, Any] = json.load(stream)
+    return raw
+
+
+def test_every_fact_equals_the_source_it_names():
+    # Independent of the generator: read each source here and compare field by field.
+    moto = _installed_moto()
+    aws = json.loads((gen_limits.SOURCES / "aws_vpc_cni.json").read_text())
+    history = json.loads((gen_limits.SOURCES / "moto_history.json").read_text())["types"]
+    fog = json.loads((gen_limits.SOURCES / "fog_aws_vcpus.json").read_text())["types"]
+    document = json.loads(gen_limits.BUNDLED.read_text())
+    assert set(known_instance_types()) == set(moto) | set(aws["types"]) | set(history)
+    for name, row in document["types"].items():
         limits = lookup(name)
-        assert limits == InstanceLimits.from_describe(item)
         assert limits is not None
-        network = item["NetworkInfo"]
-        assert limits.ipv4_per_eni == network["Ipv4AddressesPerInterface"]
-        assert limits.network_cards == network["MaximumNetworkCards"]
-        assert limits.max_enis <= network["MaximumNetworkInterfaces"]
-        assert limits.vcpus == item["VCpuInfo"]["DefaultVCpus"]
+        described = {"M": moto.get(name), "H": history.get(name, {}).get("item")}
+        for field, letter in zip(ROW_FIELDS, row[-1], strict=True):
+            value = getattr(limits, field)
+            if letter in described:
+                item = described[letter]
+                assert item is not None, (name, field)
+                assert value == getattr(InstanceLimits.from_describe(item), field), (name, field)
+            elif letter == "A":
+                eni, ipv4, _card, cards, hypervisor, bare_metal = aws["types"][name]
+                expected = {"max_enis": eni, "ipv4_per_eni": ipv4, "network_cards": len(cards),
+                            "hypervisor": "" if hypervisor == "unknown" else hypervisor,
+                            "bare_metal": bare_metal}
+                assert value == expected[field], (name, field)
+            elif letter == "F":
+                assert field == "vcpus" and value == fog[name], name
+            else:
+                assert value is None, (name, field)
+        if name in moto:  # what moto and aws agree on is never rewritten
+            assert limits.ipv4_per_eni == moto[name]["NetworkInfo"]["Ipv4AddressesPerInterface"]
+            assert limits.vcpus == moto[name]["VCpuInfo"]["DefaultVCpus"]

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ipamd.observe.metrics import Metrics
 
-# reference/aws-vpc-cni.md §8.2: the names issue 3 requires at least.
+# aws-node's metric names (its prometheusmetrics package) that dashboards and alerts use.
 AWS_NAMES = {
     "awscni_eni_allocated": "gauge",
     "awscni_eni_max": "gauge",

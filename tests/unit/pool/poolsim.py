@@ -1,92 +1,55 @@
-"""A pure simulator of one node's pool: applies a pool Decision as EC2 would, and runs pods against it.
+"""A simulator of one node's pool: applies each pool Decision through the cloud, and runs pods against it.
 
-It plays three parts the pool math never sees: EC2 (add CIDRs to ENIs, create ENIs at the lowest free
-device number, release CIDRs, detach + delete ENIs, refusing whatever EC2 would refuse), the
-datastore (hand addresses to pods, put released ones into cooldown) and the clock (ENI age, cooldown
-expiry, release spacing). It counts the mutating EC2 calls each decision costs.
+The parts the pool math never sees are the real ones, except time: EC2 is the in-memory fake
+(:mod:`vpccni.cloud.fake`, the one model of EC2 in the tests; the node's shape becomes an instance type
+registered with the fake), the datastore is ipamd's :class:`~ipamd.state.datastore.Datastore` (it hands
+out addresses and cools released ones), and the clock is the simulator's ``now``. Mutating EC2 calls are
+counted from the fake's call log.
 
-EC2 refusals and unsafe requests raise :class:`SimRefused`, so a test fails when the pool math asks
-for something impossible (over ENI slots, past the ENI limit, releasing an assigned or cooling CIDR,
-freeing the primary ENI or a busy one).
+EC2 refusals and unsafe requests raise :class:`SimRefused`, so a test fails when the pool math asks for
+something impossible: over ENI slots or past the ENI limit (the fake refuses, as EC2 does), releasing an
+assigned or cooling CIDR or freeing a busy ENI (the datastore refuses), freeing the primary ENI (EC2
+refuses the detach) or an ENI younger than the minimum age (checked here). After every decision that
+changed the pool, the datastore must hold exactly the CIDRs EC2 shows.
+
+How a pod gets an address (``placement``): ``"lru"`` is the datastore's own rule (never-used addresses
+first, oldest CIDR first, then the one released longest ago); ``"pack"`` (lowest device number first:
+drains the highest ENIs, the worst case for ENI churn) and ``"spread"`` (the ENI with the most free
+addresses, like aws's random map order on average) are adversarial orders the datastore does not have,
+so the simulator picks a free, cooled address itself and holds it through ``Datastore.restore`` (which
+still refuses an address the node does not hold or that is taken).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
-from ipamd.pool.decision import (
-    CidrState,
-    Decision,
-    EniState,
-    NodeCapacity,
-    PoolState,
-    PoolTargets,
-    PoolTimers,
-    decide,
-)
+from ipamd.pool import Decision, NodeCapacity, PoolState, PoolTargets, PoolTimers, decide, pool_stats
 from ipamd.pool.window import PeakWindow
+from ipamd.state.datastore import Allocation, AllocationKey, Datastore, DatastoreError
+from vpccni.cloud.base import NetworkInterface
+from vpccni.cloud.fake import FakeCloud, FakeProvider
+from vpccni.config.limits import InstanceLimits
+from vpccni.errors import CloudError
+
+SIM_VPC, SIM_SUBNET = "10.0.0.0/16", "10.0.0.0/16"  # room for 15 ENIs x 49 prefixes (p3dn)
+PLACEMENTS = ("lru", "pack", "spread")
 
 
 class SimRefused(AssertionError):
     """EC2 would refuse this request, or it would hurt a pod."""
 
 
-@dataclass
-class SimCidr:
-    cidr: str
-    size: int
-    seq: int  # creation order: the datastore hands out never-used addresses first, oldest CIDR first
-    cooldown_s: float
-    assigned: int = 0
-    never_used: int = -1
-    released_at: list[float] = field(default_factory=list)  # addresses given back by pods, when
-
-    def __post_init__(self) -> None:
-        if self.never_used < 0:
-            self.never_used = self.size
-
-    def cooling(self, now: float) -> int:
-        return sum(1 for t in self.released_at if t + self.cooldown_s > now)
-
-    def free(self, now: float) -> int:
-        return self.never_used + sum(1 for t in self.released_at if t + self.cooldown_s <= now)
-
-    def oldest_release(self, now: float) -> float:
-        """When its longest-released usable address was released (inf if none)."""
-        return min((t for t in self.released_at if t + self.cooldown_s <= now), default=float("inf"))
-
-    def take(self, now: float) -> None:
-        if self.never_used:
-            self.never_used -= 1
-        else:
-            self.released_at.remove(self.oldest_release(now))
-        self.assigned += 1
-
-    def give_back(self, now: float) -> None:
-        self.assigned -= 1
-        self.released_at.append(now)
+def _pod_cidrs(eni: NetworkInterface) -> list[str]:
+    return [*(f"{a}/32" for a in eni.secondary_addresses), *eni.prefixes]
 
 
-@dataclass
-class SimEni:
-    eni_id: str
-    device_number: int
-    is_primary: bool
-    created_at: float
-    cidrs: dict[str, SimCidr] = field(default_factory=dict)
-    excluded: bool = False
-
-
-# How the datastore picks an address for a pod:
-# "lru"    = ipamd.state.datastore's rule: never-used addresses first (oldest CIDR first), then the one
-# released
-#            longest ago;
-# "pack"   = lowest device number first: drains the highest ENIs, the worst case for ENI churn;
-# "spread" = the ENI with the most free addresses (like aws's random map order, on average).
-PLACEMENTS = ("lru", "pack", "spread")
+def _key(pod: str) -> AllocationKey:
+    return AllocationKey("sim", pod, "eth0")
 
 
 class SimNode:
@@ -107,15 +70,26 @@ class SimNode:
         self.now = 0.0
         self.peak = PeakWindow(peak_window_s) if peak_window_s > 0 else None
         self.last_decrease = float("-inf")
-        self.calls: Counter[str] = Counter()
         self.decisions: list[Decision] = []
-        self._ids = itertools.count(1)
-        self._blocks = itertools.count(1)
-        self._cidr_seq = itertools.count()
+        self.pod_pool_shrank: list[bool] = []  # per decision: did it give back pod-serving capacity
+        self.pods: dict[str, str] = {}  # pod -> its address
+        self._unchanged_since_tick: PoolState | None = None  # the last tick's state, while still current
         self._pod_ids = itertools.count()
-        self.pods: dict[str, tuple[str, str]] = {}  # pod -> (eni_id, cidr)
-        primary = SimEni("eni-0", 0, True, 0.0, excluded=not capacity.primary_serves_pods)
-        self.enis: dict[str, SimEni] = {primary.eni_id: primary}
+
+        self.cloud = FakeCloud(seed=0)
+        shape = f"sim.{capacity.max_enis}x{capacity.slots_per_eni}"
+        self.cloud.register_instance_type(InstanceLimits(shape, capacity.max_enis, capacity.slots_per_eni,
+                                                         0, "nitro", False, 1, 2))
+        vpc = self.cloud.create_vpc(SIM_VPC)
+        self.subnet = self.cloud.create_subnet(vpc, SIM_SUBNET)
+        self.node = self.cloud.add_node(shape, subnet=self.subnet, security_groups=[])
+        self.ec2 = FakeProvider(self.cloud)
+        self.attachments: dict[str, str] = {}  # ENI -> attachment id, as the reconciler caches them
+        self.datastore = Datastore(prefix_delegation=targets.prefix_delegation, cooldown_s=cooldown_s,
+                                   clock=lambda: self.now)
+        self.datastore.add_eni(self.node.primary_eni_id, 0, True, SIM_SUBNET,
+                               excluded=not capacity.primary_serves_pods, seen_at=0.0)
+        self._setup = self.cloud.mutations()  # calls made to build the node are not the pool's
 
     @classmethod
     def from_state(
@@ -128,128 +102,164 @@ class SimNode:
         placement: str = "lru",
         peak_window_s: float = 0.0,
     ) -> SimNode:
-        """A node holding ``state`` now: its pods stay, its cooling addresses cool on from a random-free
-        but deterministic point (they were released evenly over the last cooldown period)."""
+        """A node holding ``state`` now, built through EC2 (each ENI at its device number with as many
+        CIDRs as the state's; EC2 picks the addresses): its pods stay, its cooling addresses cool on from a
+        deterministic point (released evenly over the last cooldown period)."""
         node = cls(capacity, targets, timers, placement=placement, peak_window_s=peak_window_s)
-        node.enis = {}
         node.last_decrease = -state.seconds_since_last_decrease
+        node.datastore.remove_eni(node.node.primary_eni_id)
         for e in state.enis:
-            sim = SimEni(e.eni_id, e.device_number, e.is_primary, -e.age_s, excluded=e.excluded)
-            for c in e.cidrs:
-                cidr = SimCidr(c.cidr, c.size, next(node._cidr_seq), node.cooldown_s, assigned=c.assigned,
-                               never_used=c.size - c.assigned - c.cooling)
-                cidr.released_at = [-node.cooldown_s * (k + 1) / (c.cooling + 1) for k in range(c.cooling)]
-                sim.cidrs[c.cidr] = cidr
-            node.enis[e.eni_id] = sim
+            eni_id = node.node.primary_eni_id if e.is_primary else node._attach(len(e.cidrs), e.device_number)
+            if e.is_primary and e.cidrs:
+                node._assign(eni_id, len(e.cidrs))
+            [eni] = node.ec2.describe_interfaces([eni_id])
+            node.datastore.add_eni(eni_id, e.device_number, e.is_primary, SIM_SUBNET, excluded=e.excluded,
+                                   seen_at=-e.age_s)
+            real = node.datastore.add_cidrs(eni_id, _pod_cidrs(eni))
+            for c, cidr in zip(e.cidrs, real, strict=True):
+                addresses = [str(a) for a in ipaddress.IPv4Network(cidr)]
+                for address in addresses[:c.assigned]:
+                    pod = f"pod-{next(node._pod_ids)}"
+                    node.datastore.restore(Allocation(_key(pod), address, eni_id))
+                    node.pods[pod] = address
+                for k, address in enumerate(addresses[c.assigned:c.assigned + c.cooling]):
+                    node.datastore.restore_cooldown(address, -node.cooldown_s * (k + 1) / (c.cooling + 1))
+        node._setup = node.cloud.mutations()
+        node._check_in_step()
         return node
 
-    # --- what the datastore would report ---------------------------------------------------------
+    # --- what the datastore reports ----------------------------------------------------------------------
 
     def state(self) -> PoolState:
-        enis = tuple(
-            EniState(
-                eni_id=e.eni_id,
-                device_number=e.device_number,
-                is_primary=e.is_primary,
-                age_s=self.now - e.created_at,
-                cidrs=tuple(CidrState(c.cidr, c.assigned, c.cooling(self.now)) for c in e.cidrs.values()),
-                excluded=e.excluded,
-            )
-            for e in sorted(self.enis.values(), key=lambda e: e.device_number)
-        )
-        in_use = sum(c.assigned + c.cooling for e in enis if not e.excluded for c in e.cidrs)
-        peak = self.peak.observe(self.now, in_use) if self.peak is not None else 0
-        return PoolState(enis, seconds_since_last_decrease=self.now - self.last_decrease, peak_in_use=peak)
+        state = self.datastore.pool_state(self.now, seconds_since_last_decrease=self.now - self.last_decrease)
+        if self.peak is None:
+            return state
+        in_use = pool_stats(state, self.capacity.primary_serves_pods).in_use
+        return replace(state, peak_in_use=self.peak.observe(self.now, in_use))
+
+    @property
+    def enis(self) -> dict[str, object]:
+        return {e.eni_id: e for e in self.datastore.enis()}
+
+    def eni_at(self, device_number: int) -> str:
+        return next(e.eni_id for e in self.datastore.enis() if e.device_number == device_number)
 
     def cidr_counts(self) -> list[int]:
-        """CIDRs per ENI in device order (the shape of aws's "IPs per ENI" column)."""
-        return [len(e.cidrs) for e in sorted(self.enis.values(), key=lambda e: e.device_number)]
+        """CIDRs per ENI in device order, as EC2 holds them (the shape of aws's "IPs per ENI" column)."""
+        return [len(_pod_cidrs(e)) for e in self.cloud.interfaces(self.node.instance_id)]
 
     def total_addresses(self) -> int:
-        return sum(c.size for e in self.enis.values() for c in e.cidrs.values())
+        return sum(len(e.secondary_addresses) + 16 * len(e.prefixes)
+                   for e in self.cloud.interfaces(self.node.instance_id))
 
     def available(self) -> int:
-        return sum(c.free(self.now) for e in self.enis.values() if not e.excluded for c in e.cidrs.values())
+        """Addresses a pod could get now (the pool math's count). The churn loop asks right after each
+        tick: when that tick changed nothing, its state is still the pool's (building one is the
+        simulator's main cost)."""
+        state = self._unchanged_since_tick or self.datastore.pool_state(self.now)  # no peak sample
+        return pool_stats(state, self.capacity.primary_serves_pods).available
 
-    # --- EC2 ----------------------------------------------------------------------------------------
+    # --- EC2 ---------------------------------------------------------------------------------------------
 
-    def _new_cidrs(self, count: int) -> list[SimCidr]:
-        size = 16 if self.targets.prefix_delegation else 1
-        out = []
-        for _ in range(count):
-            n = next(self._blocks) * size
-            cidr = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}/{32 if size == 1 else 28}"
-            out.append(SimCidr(cidr, size, next(self._cidr_seq), self.cooldown_s))
-        return out
+    def _assign(self, eni_id: str, count: int) -> list[str]:
+        if self.targets.prefix_delegation:
+            return self.ec2.assign_prefixes(eni_id, count)
+        return [f"{a}/32" for a in self.ec2.assign_addresses(eni_id, count)]
 
-    def _per_eni(self) -> int:
-        return self.capacity.slots_per_eni - 1
+    def _attach(self, count: int, device: int) -> str:
+        pd = self.targets.prefix_delegation
+        eni = self.ec2.create_interface(
+            subnet_id=self.subnet.subnet_id, security_group_ids=[], description="aws-K8S-sim", tags={},
+            secondary_address_count=0 if pd else count, prefix_count=count if pd else 0)
+        attachment = self.ec2.attach_interface(eni.interface_id, self.node.instance_id, device)
+        self.ec2.set_delete_on_termination(eni.interface_id, attachment, True)
+        self.attachments[eni.interface_id] = attachment
+        return eni.interface_id
 
     def apply(self, d: Decision) -> int:
-        """Apply a decision as EC2 would; returns the mutating calls it cost."""
-        before = sum(self.calls.values())
+        """Apply a decision through EC2 and the datastore; returns the mutating calls it cost."""
+        before = self.cloud.mutation_count
+        try:
+            self._apply(d)
+        except (CloudError, DatastoreError) as refused:
+            raise SimRefused(f"{type(refused).__name__}: {refused} (decision {d})") from refused
+        if d.changes_pool:
+            self._check_in_step()
+        return self.cloud.mutation_count - before
+
+    def _apply(self, d: Decision) -> None:
         for eni_id, count in d.assign:
-            eni = self.enis.get(eni_id)
-            if eni is None or eni.excluded or count <= 0:
+            info = self.datastore.eni(eni_id)
+            if info is None or info.excluded or count <= 0:
                 raise SimRefused(f"assign {count} on {eni_id}: no such pod ENI or empty request")
-            if len(eni.cidrs) + count > self._per_eni():
-                raise SimRefused(f"PrivateIpAddressLimitExceeded on {eni_id}: {len(eni.cidrs)} + {count}")
-            for c in self._new_cidrs(count):
-                eni.cidrs[c.cidr] = c
-            self.calls["AssignPrivateIpAddresses"] += 1
+            self.datastore.add_cidrs(eni_id, self._assign(eni_id, count))
         if d.new_eni:
-            if len(self.enis) >= self.capacity.max_enis:
-                raise SimRefused(f"AttachmentLimitExceeded: {len(self.enis)} ENIs attached")
-            if d.new_eni > self._per_eni():
-                raise SimRefused(f"create with {d.new_eni} CIDRs > {self._per_eni()} per ENI")
-            used = {e.device_number for e in self.enis.values()}
-            device = next(i for i in itertools.count(1) if i not in used)
-            eni = SimEni(f"eni-{next(self._ids)}", device, False, self.now)
-            for c in self._new_cidrs(d.new_eni):
-                eni.cidrs[c.cidr] = c
-            self.enis[eni.eni_id] = eni
-            self.calls.update(
-                ["CreateNetworkInterface", "AttachNetworkInterface", "ModifyNetworkInterfaceAttribute"]
-            )
+            device = self.ec2.describe_instance(self.node.instance_id).lowest_free_device_index()
+            assert device is not None
+            eni_id = self._attach(d.new_eni, device)
+            [eni] = self.ec2.describe_interfaces([eni_id])
+            self.datastore.add_eni(eni_id, device, False, SIM_SUBNET)
+            self.datastore.add_cidrs(eni_id, _pod_cidrs(eni))
         for eni_id, cidrs in d.release:
-            eni = self.enis.get(eni_id)
-            if eni is None or not cidrs:
+            if self.datastore.eni(eni_id) is None or not cidrs:
                 raise SimRefused(f"release on unknown ENI {eni_id} or empty list")
-            for cidr in cidrs:
-                held = eni.cidrs.get(cidr)
-                if held is None or held.assigned or held.cooling(self.now):
-                    raise SimRefused(f"release of {cidr} on {eni_id}: unknown, assigned or cooling")
-                del eni.cidrs[cidr]
-            self.calls["UnassignPrivateIpAddresses"] += 1
+            self.datastore.remove_cidrs(eni_id, cidrs)  # InUse: a CIDR with an address assigned or cooling
+            if self.targets.prefix_delegation:
+                self.ec2.unassign_prefixes(eni_id, cidrs)
+            else:
+                self.ec2.unassign_addresses(eni_id, [c.split("/")[0] for c in cidrs])
             self.last_decrease = self.now
-        if d.free_eni is not None:
-            eni = self.enis.get(d.free_eni)
-            if eni is None or eni.is_primary:
-                raise SimRefused(f"free of {d.free_eni}: unknown or primary")
-            if any(c.assigned or c.cooling(self.now) for c in eni.cidrs.values()):
-                raise SimRefused(f"free of {d.free_eni}: addresses assigned or cooling")
-            if self.now - eni.created_at < self.timers.min_eni_age_s:
+        if d.free_eni is not None:  # in ipamd's order: the datastore, then detach, then delete
+            info = self.datastore.eni(d.free_eni)
+            if info is None:
+                raise SimRefused(f"free of unknown {d.free_eni}")
+            if self.now - info.seen_at < self.timers.min_eni_age_s:
                 raise SimRefused(f"free of {d.free_eni}: younger than {self.timers.min_eni_age_s} s")
-            del self.enis[d.free_eni]
-            self.calls.update(["DetachNetworkInterface", "DeleteNetworkInterface"])
-        return sum(self.calls.values()) - before
+            self.datastore.remove_eni(d.free_eni)  # InUse: addresses assigned or cooling
+            attachment = self.attachments.pop(d.free_eni, None) or self._attachment_of(d.free_eni)
+            if not self.ec2.detach_interface(attachment):  # EC2 refuses the primary's (device 0)
+                raise SimRefused(f"free of {d.free_eni}: not attached")
+            self.ec2.delete_interface(d.free_eni)
+
+    def _attachment_of(self, eni_id: str) -> str:
+        [eni] = self.ec2.describe_interfaces([eni_id])
+        assert eni.attachment is not None
+        return eni.attachment.attachment_id
+
+    def _check_in_step(self) -> None:
+        ec2 = {e.interface_id: set(_pod_cidrs(e)) for e in self.cloud.interfaces(self.node.instance_id)}
+        ours = {e.eni_id: set(self.datastore.cidrs_of(e.eni_id)) for e in self.datastore.enis()}
+        assert ours == ec2, f"the datastore and EC2 disagree: {ours} != {ec2}"
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Successful mutating EC2 calls the pool made, by action."""
+        return self.cloud.mutations() - self._setup
 
     @property
     def mutating_calls(self) -> int:
         return sum(self.calls.values())
 
-    # --- the pool loop and the clock --------------------------------------------------------------
+    # --- the pool loop and the clock ---------------------------------------------------------------------
 
     def tick(self) -> Decision:
         """One pool-loop pass at the current time: decide, apply, record."""
-        d = decide(self.state(), self.targets, self.capacity, self.timers)
+        state = self.state()
+        d = decide(state, self.targets, self.capacity, self.timers)
+        excluded = {e.eni_id for e in self.datastore.enis() if e.excluded}
+        touched = {eni_id for eni_id, _ in d.release} | ({d.free_eni} if d.free_eni else set())
         spent = self.apply(d)
         assert spent == d.mutating_calls, (spent, d)
         self.decisions.append(d)
+        # A shrink of the pod pool gives back a pod-serving ENI or CIDR; an ENI that serves no pods
+        # (excluded subnet) may go while the pool is short, to free its slot for growth.
+        self.pod_pool_shrank.append(bool(touched - excluded))
+        self._unchanged_since_tick = None if d.changes_pool else state
         return d
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+        self._unchanged_since_tick = None
 
     def quiet_window_s(self) -> float:
         """Long enough for every timer the pool math reads to run out."""
@@ -270,43 +280,46 @@ class SimNode:
             self.advance(self.tick_s)
         raise AssertionError(f"no fixed point after {max_ticks} ticks: {self.decisions[-3:]}")
 
-    # --- pods --------------------------------------------------------------------------------------
+    # --- pods --------------------------------------------------------------------------------------------
 
-    def _pick(self) -> tuple[SimEni, SimCidr] | None:
-        options = [
-            (e, c)
-            for e in sorted(self.enis.values(), key=lambda e: e.device_number)
-            if not e.excluded
-            for c in e.cidrs.values()
-            if c.free(self.now) > 0
-        ]
+    def _pick(self) -> tuple[str, str] | None:
+        """(ENI, free cooled address) by the "pack" or "spread" order."""
+        serving = {e.eni_id for e in self.datastore.enis() if not e.excluded}
+        mode_is_prefix = self.targets.prefix_delegation
+        options = [(e, c) for e in self.datastore.stats(self.now).enis if e.eni_id in serving
+                   for c in e.cidrs if c.is_prefix == mode_is_prefix and c.size - c.assigned - c.cooling > 0]
         if not options:
             return None
         if self.placement == "spread":
-            def free_on(e: SimEni) -> int:
-                return sum(c.free(self.now) for c in e.cidrs.values())
+            def free_on(eni_id: str) -> int:
+                return sum(c.size - c.assigned - c.cooling for e, c in options if e.eni_id == eni_id)
 
-            return max(options, key=lambda ec: (free_on(ec[0]), -ec[0].device_number))
-        if self.placement == "lru":
-            fresh = [ec for ec in options if ec[1].never_used]
-            if fresh:
-                return min(fresh, key=lambda ec: ec[1].seq)
-            return min(options, key=lambda ec: ec[1].oldest_release(self.now))
-        return options[0]
+            eni, cidr = max(options, key=lambda ec: (free_on(ec[0].eni_id), -ec[0].device_number))
+        else:
+            eni, cidr = options[0]
+        cooling = {a for a, _ in self.datastore.cooling(self.now)}
+        address = next(str(a) for a in ipaddress.IPv4Network(cidr.cidr)
+                       if self.datastore.by_address(str(a)) is None and str(a) not in cooling)
+        return eni.eni_id, address
 
     def add_pod(self, pod: str) -> bool:
         """Give ``pod`` an address; False when the pool has none available."""
-        picked = self._pick()
-        if picked is None:
+        if self.placement == "lru":
+            held = self.datastore.assign(_key(pod))
+        else:
+            picked = self._pick()
+            held = None if picked is None else self.datastore.restore(
+                Allocation(_key(pod), picked[1], picked[0], assigned_at=self.now))
+        if held is None:
             return False
-        eni, c = picked
-        c.take(self.now)
-        self.pods[pod] = (eni.eni_id, c.cidr)
+        self.pods[pod] = held.address
+        self._unchanged_since_tick = None
         return True
 
     def del_pod(self, pod: str) -> None:
-        eni_id, cidr = self.pods.pop(pod)
-        self.enis[eni_id].cidrs[cidr].give_back(self.now)
+        del self.pods[pod]
+        self._unchanged_since_tick = None
+        assert self.datastore.release(_key(pod)) is not None, pod
 
     def place_pods(self, count: int, *, tick_every_pod: bool = False, max_ticks: int = 500) -> None:
         """Schedule ``count`` pods, ticking the pool whenever none is available (as kubelet retries)."""

@@ -1,8 +1,9 @@
 """aws's worked examples, replayed through the pool math and the simulator.
 
-Each row: a fresh node (bare primary ENI) settles, takes N pods, settles again; the converged pool must
-be the one aws documents. Sources: docs/eni-and-ip-target.md and docs/prefix-and-ip-target.md of
-aws/amazon-vpc-cni-k8s, and the README's m4.4xlarge example (reference/aws-vpc-cni.md §3.6).
+Each row: a fresh node (bare primary ENI) settles, takes N pods, settles again; the converged pool must be the
+one aws documents. Sources: docs/eni-and-ip-target.md and docs/prefix-and-ip-target.md of
+aws/amazon-vpc-cni-k8s, and the README's m4.4xlarge example (aws's freeing rule: an ENI goes at available >=
+(WARM_ENI_TARGET + 1) x per-ENI).
 
 Where the docs disagree with aws's code at HEAD (pkg/ipamd/ipamd.go), we follow the code and say so
 next to the row.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipamd.pool.decision import NodeCapacity, PoolTargets
+from ipamd.pool import NodeCapacity, PoolTargets
 from tests.unit.pool.poolsim import SimNode, fresh_node
 
 # ENIs x IPv4 addresses per ENI from EC2; max pods from eni-max-pods.txt (secondary-IP mode) or
@@ -71,7 +72,7 @@ def test_wit2_mit5_five_pods_grows_both_ways_in_one_decision():
     for i in range(5):
         assert node.add_pod(f"p{i}")
     d = node.tick()
-    assert d.assign == (("eni-1", 1),) and d.new_eni == 1
+    assert d.assign == ((node.eni_at(1), 1),) and d.new_eni == 1
     assert node.cidr_counts() == [3, 3, 1]
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from ipamd.pool.decision import (
+from ipamd.pool import (
     BLOCKED_ENI_LIMIT,
     BLOCKED_MAX_PODS,
     CidrState,

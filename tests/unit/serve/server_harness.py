@@ -23,7 +23,7 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import CheckpointData, GroupCommitter, load_checkpoint, snapshot_of
 from ipamd.state.datastore import Datastore
 from ipamd.state.hooks import InMemoryServerMetrics, PoolDemand, PoolStatus
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.net.nsutil import NetnsFd
 from vpccni.testing.scratch_netns import scratch_netns
 from vpccni.wire.client import call_async
@@ -33,8 +33,8 @@ NETNS = "/run/netns/unit-pod"  # the requests' name for the pod namespace (ipamd
 POD_NETNS = -1  # call(): pass the harness's pod namespace with an ADD or CHECK
 
 
-def eni(addresses: int) -> EniView:
-    return EniView(
+def eni(addresses: int) -> DescribedEni:
+    return DescribedEni(
         "eni-test",
         1,
         False,

@@ -227,3 +227,30 @@ def test_restore_cooldown_clamps_future_times() -> None:
     clock.now += 30.1
     assert ds.assign(key(1)) is not None
     assert not ds.restore_cooldown("10.9.9.9", clock.now)
+
+
+def test_free_count_agrees_with_the_full_stats_through_a_pods_life() -> None:
+    """free_count() is the readiness probe's cheap path; it must say what stats().free says in every state:
+    free, assigned, cooling, cooled again, a CIDR of the other mode, an excluded ENI, a removed ENI."""
+    clock = FakeClock()
+    ds = store(4, clock=clock)
+    ds.add_eni("eni-b", 1, False, "10.0.1.0/24")
+    ds.add_cidrs("eni-b", ["10.0.1.16/28"])  # a prefix while not in prefix mode: serves no pod
+    ds.add_eni("eni-x", 2, False, "10.0.2.0/24", excluded=True)
+    ds.add_cidrs("eni-x", ["10.0.2.10/32"])
+
+    def agree() -> int:
+        assert ds.free_count() == ds.stats().free
+        return ds.free_count()
+
+    assert agree() == 4
+    for n in (1, 2, 3):
+        ds.assign(key(n))
+    assert agree() == 1
+    ds.release(key(1))
+    ds.release(key(2), cooldown=False)
+    assert agree() == 2  # one cooling, one free again at once
+    clock.now += 31
+    assert agree() == 3
+    ds.remove_eni("eni-x")
+    assert agree() == 3

@@ -18,7 +18,7 @@ from ipamd.state.checkpoint import (
     write_atomic,
 )
 from ipamd.state.datastore import Allocation, AllocationKey, Datastore, DatastoreError
-from ipamd.state.recovery import EniView, recover
+from ipamd.state.recovery import DescribedEni, recover
 from vpccni.wire.protocol import PodRef
 
 T0 = 1_700_000_000.0
@@ -33,8 +33,8 @@ class FakeClock:
 
 
 ENIS = [
-    EniView("eni-a", 0, True, "10.0.0.0/24", ("10.0.0.10/32", "10.0.0.11/32", "10.0.0.12/32")),
-    EniView("eni-b", 1, False, "10.0.0.0/24", ("10.0.0.20/32",)),
+    DescribedEni("eni-a", 0, True, "10.0.0.0/24", ("10.0.0.10/32", "10.0.0.11/32", "10.0.0.12/32")),
+    DescribedEni("eni-b", 1, False, "10.0.0.0/24", ("10.0.0.20/32",)),
 ]
 
 
@@ -83,14 +83,14 @@ def test_cooldown_survives_a_restart(tmp_path: Path) -> None:
     path = str(tmp_path / "ipam.json")
     clock = FakeClock()
     before = Datastore(cooldown_s=30, clock=clock)
-    recover(before, None, [EniView("eni-a", 0, True, "", ("10.0.0.10/32",))])
+    recover(before, None, [DescribedEni("eni-a", 0, True, "", ("10.0.0.10/32",))])
     before.assign(key("a"))
     before.release(key("a"))
     write_atomic(path, encode_checkpoint(snapshot_of(before, clock()), clock()))
 
     clock.now += 20  # ipamd restarts 20 s later
     after = Datastore(cooldown_s=30, clock=clock)
-    report = recover(after, load_checkpoint(path), [EniView("eni-a", 0, True, "", ("10.0.0.10/32",))])
+    report = recover(after, load_checkpoint(path), [DescribedEni("eni-a", 0, True, "", ("10.0.0.10/32",))])
     assert report.cooldown_restored == 1 and not report.needs_commit
     assert after.assign(key("b")) is None  # still cooling after the restart
     assert after.pool_state().enis[0].cidrs[0].cooling == 1

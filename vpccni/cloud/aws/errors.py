@@ -1,7 +1,6 @@
 """The one place where botocore's exceptions become vpccni's cloud errors.
 
-Order matters: the error *code* decides first (a permanent code stays permanent whatever HTTP status it
-came with), then the status (any 5xx is a server error), then the code's shape (``*.NotFound``). The
+The code decides the class (:func:`vpccni.cloud.aws.codes.error_class_for`, shared with the fake). The
 botocore exception is always chained as ``__cause__``. Exceptions that are not botocore's (bugs in
 our own code) are not mapped: they pass through untouched. One botocore exception lives outside
 ``BotoCoreError``: ``ResponseParserError`` (the endpoint sent something that is not EC2 XML), mapped
@@ -26,38 +25,21 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
+# The code -> class table is stdlib-only (the fake shares it); re-exported here for existing callers.
+from vpccni.cloud.aws.codes import (
+    SERVER_CODES,
+    THROTTLE_CODES,
+    UNAUTHORIZED_CODES,
+    error_class_for,
+)
 from vpccni.errors import (
-    AddressLimitExceeded,
     CloudError,
     CloudInvalidRequest,
-    CloudNotFound,
     CloudServerError,
-    CloudThrottled,
     CloudTimeout,
-    EniLimitExceeded,
-    NoCidrBlock,
-    SubnetFull,
     Unauthorized,
 )
 
-THROTTLE_CODES = frozenset(
-    {
-        "RequestLimitExceeded",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "SlowDown",
-    }
-)
-SERVER_CODES = frozenset(
-    {"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "ServerInternal"}
-)
-UNAUTHORIZED_CODES = frozenset(
-    {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure"}
-)
 # Timeouts, refused/reset connections: the request may or may not have reached the cloud.
 _NO_ANSWER = (
     ConnectTimeoutError,
@@ -67,27 +49,16 @@ _NO_ANSWER = (
     BotoConnectionError,
     HTTPClientError,
 )
-_SPECIFIC: dict[str, type[CloudError]] = {
-    "AttachmentLimitExceeded": EniLimitExceeded,
-    "PrivateIpAddressLimitExceeded": AddressLimitExceeded,
-    "InsufficientFreeAddressesInSubnet": SubnetFull,
-    "InsufficientCidrBlocks": NoCidrBlock,
-}
 
-
-def error_class_for(code: str, http_status: int | None) -> type[CloudError]:
-    """The vpccni class for a cloud error code (and HTTP status, when known)."""
-    if code in THROTTLE_CODES:
-        return CloudThrottled
-    if code in _SPECIFIC:
-        return _SPECIFIC[code]
-    if code in UNAUTHORIZED_CODES:
-        return Unauthorized
-    if code.endswith(".NotFound") or code == "NotFound":
-        return CloudNotFound
-    if code in SERVER_CODES or (http_status is not None and http_status >= 500):
-        return CloudServerError
-    return CloudInvalidRequest
+__all__ = [
+    "SERVER_CODES",
+    "THROTTLE_CODES",
+    "UNAUTHORIZED_CODES",
+    "error_class_for",
+    "map_botocore_error",
+    "map_client_error",
+    "map_error",
+]
 
 
 def map_client_error(action: str, exc: ClientError) -> CloudError:

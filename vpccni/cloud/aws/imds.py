@@ -7,9 +7,10 @@ with a short back-off; whatever still fails becomes :class:`~vpccni.errors.ImdsU
 the path. A 404 is an answer, not a failure: optional fields (``ipv4-prefix`` on an interface without
 prefixes) read as empty; a required one raises ImdsUnavailable.
 
-IMDS can lag behind EC2 or show removed things for a while; callers treat it as a hint and use EC2 as
-the truth for every removal (DESIGN.md). The endpoint is explicit: the default, 169.254.169.254, is
-refused while running under pytest, so no test can send traffic to the real metadata service.
+IMDS can lag behind EC2 or show removed things for a while; callers treat it as a hint and use EC2 as the
+truth for every removal (IMDS lags EC2 and can show removed addresses for minutes). The endpoint is explicit:
+the default, 169.254.169.254, is refused while running under pytest, so no test can send traffic to the real
+metadata service.
 """
 
 from __future__ import annotations

@@ -68,6 +68,14 @@ def aws_runner(**kwargs: Any) -> CallRunner:
 class AwsProvider:
     """EC2 behind the :class:`~vpccni.cloud.base.CloudProvider` interface. Thread-safe."""
 
+    can_attach_interfaces = True
+    """ENIs are created, attached, detached and deleted while the instance runs."""
+    supports_prefixes = True
+    """/28 prefixes can be delegated to ENIs (of Nitro instances)."""
+    address_writes_are_batched = False
+    """Each Assign/Unassign call is one write whatever its count, but aws-node's targets ask for what is
+    short; batching is VPCCNI_IP_BATCH's choice, not the API's."""
+
     def __init__(
         self,
         client: Any,

@@ -1,4 +1,5 @@
-"""aws-node's tag and description conventions for the interfaces it manages (reference §6.2, §6.3).
+"""aws-node's tag and description conventions for the interfaces it manages (its awsutils package), which
+its leaked-ENI sweep relies on.
 
 Kept identical so that a cluster switching from aws-node keeps its leaked-interface sweeps, IAM
 conditions and VPC Resource Controller cleanup working on interfaces either of them created. Pure.

@@ -19,8 +19,9 @@ a client is built or an SDK error is mapped, so a node that runs on AWS never pa
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vpccni.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vpccni.cloud.azure.imds import AzureImdsClient, AzureImdsInterface, AzureInstance
@@ -37,10 +38,4 @@ _EXPORTS = {
 __all__ = ["AzureImdsClient", "AzureImdsInterface", "AzureInstance", "AzureProvider", "AzureSettings"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

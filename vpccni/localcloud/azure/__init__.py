@@ -11,8 +11,9 @@ neither the Azure SDK nor ``cryptography``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vpccni.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vpccni.localcloud.azure.cloud import AzureVm, LocalAzure
@@ -23,10 +24,4 @@ _EXPORTS = {"LocalAzure": "cloud", "AzureVm": "cloud", "ArmLimits": "model", "Ro
 __all__ = ["ArmLimits", "AzureVm", "LocalAzure", "RoleDefinition"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

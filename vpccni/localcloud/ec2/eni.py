@@ -8,8 +8,9 @@ What moto lacks and this adds, each with the code real EC2 answers:
   ``InsufficientFreeAddressesInSubnet``, a taken explicit address ``InvalidIPAddress.InUse``.
 - AttachNetworkInterface: ``InvalidNetworkInterface.InUse`` for an ENI already attached,
   ``InvalidParameterValue`` for a device index already used on the instance, ``AttachmentLimitExceeded``
-  past the type's ``MaximumNetworkInterfaces``, ``PrivateIpAddressLimitExceeded`` when the ENI holds more
-  addresses than the type allows per ENI.
+  past the type's ENIs on its default network card (vpccni's limits table), ``PrivateIpAddressLimitExceeded``
+  when the ENI holds more addresses than the type allows per ENI. Only network card 0 is emulated: another
+  ``NetworkCardIndex`` is ``Unsupported``.
 - DetachNetworkInterface refuses the primary ENI (``OperationNotPermitted``); a detached ENI forgets its
   DeleteOnTermination (it is an attribute of the attachment).
 - ModifyNetworkInterfaceAttribute honours ``Attachment.DeleteOnTermination`` (moto ignores it).
@@ -122,6 +123,8 @@ def attach_network_interface(ctx: Ec2Context, request: QueryRequest) -> Forward:
     device_index = request.get_int("DeviceIndex", -1)
     if device_index < 0:
         raise Ec2ApiError("MissingParameter", "The request must contain the parameter DeviceIndex")
+    if request.get_int("NetworkCardIndex", 0) != 0:
+        raise Ec2ApiError("Unsupported", "The local cloud emulates network card 0 only.")
     if instance.state not in ("running", "stopped"):
         raise Ec2ApiError(
             "IncorrectInstanceState",

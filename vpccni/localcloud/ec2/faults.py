@@ -18,7 +18,7 @@ import random
 import threading
 from dataclasses import dataclass, replace
 
-from vpccni.localcloud.ec2.query import status_for
+from vpccni.cloud.aws.codes import status_for
 
 ANY_ACTION = "*"
 

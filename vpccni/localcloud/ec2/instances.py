@@ -1,6 +1,6 @@
 """Instances as EC2 runs them: known types only, unique primary addresses, DeleteOnTermination honoured.
 
-- RunInstances refuses an instance type DescribeInstanceTypes does not know (``InvalidParameterValue``;
+- RunInstances refuses an instance type the limits table does not know (``InvalidParameterValue``;
   moto launches anything), picks each primary address itself (unique, never reserved;
   ``InsufficientFreeAddressesInSubnet`` when fewer than MinCount fit) and marks the primary ENI
   DeleteOnTermination=true unless the request says otherwise — as EC2 does, unlike moto.

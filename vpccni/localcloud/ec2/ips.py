@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vpccni.localcloud.ec2.addressing import (
+from vpccni.cloud.addressing import (
     IN_USE,
     MALFORMED,
     OUTSIDE,

@@ -20,21 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
+from vpccni.cloud.aws.codes import status_for  # one table of EC2's statuses, shared with the fake
+
 EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
-
-# Status real EC2 uses for codes we answer with; any other code is a client error (400).
-_STATUS_BY_CODE = {
-    "RequestLimitExceeded": 503,
-    "ServiceUnavailable": 503,
-    "Unavailable": 503,
-    "InternalError": 500,
-    "InternalFailure": 500,
-}
-
-
-def status_for(code: str) -> int:
-    """The HTTP status real EC2 answers ``code`` with (400 unless it is a throttle or a server error)."""
-    return _STATUS_BY_CODE.get(code, 400)
 
 
 class Ec2ApiError(Exception):

@@ -2,8 +2,8 @@
 
 moto keeps the state (``moto.ec2.models.ec2_backends[account][region]``, in this process); this module is
 the only place that knows moto's object model: lookups that fail with EC2's own NotFound codes, the taken
-addresses of a subnet, per-instance-type limits, and the read-only views (vpccni.localcloud.model) that
-the IMDS and the VPC dataplane consume.
+addresses of a subnet, per-instance-type limits (vpccni's bundled table, not moto's data), and the
+read-only views (vpccni.localcloud.model) that the IMDS and the VPC dataplane consume.
 
 Prefix delegation is ours: moto ignores it. A delegated /28 is kept on moto's ENI object under
 ``ipv4_prefixes`` as ``[{"Ipv4Prefix": "10.0.1.32/28"}]`` — the attribute name and shape moto's response
@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vpccni.cloud.addressing import SubnetSpace
+from vpccni.config.limits import InstanceLimits, known_instance_types, lookup, require
 from vpccni.errors import CloudNotFound
-from vpccni.localcloud.ec2.addressing import SubnetSpace
 from vpccni.localcloud.ec2.query import Ec2ApiError
 from vpccni.localcloud.model import EniView, InstanceView
 
@@ -43,28 +44,36 @@ def _own_security_groups_only() -> None:
 
 @dataclass(frozen=True)
 class InstanceTypeLimits:
-    """What DescribeInstanceTypes says about one type's networking."""
+    """What the local EC2 enforces for one instance type."""
 
-    max_enis: int  # NetworkInfo.MaximumNetworkInterfaces (primary included)
-    ipv4_per_eni: int  # NetworkInfo.Ipv4AddressesPerInterface (primary included; a /28 takes one slot)
+    max_enis: int  # ENIs on the default network card, primary included (the only card emulated)
+    ipv4_per_eni: int  # IPv4 addresses per ENI (primary included; a /28 takes one slot)
 
 
 @functools.cache
 def _instance_types() -> dict[str, Any]:
+    """moto's DescribeInstanceTypes items (what the local EC2 answers DescribeInstanceTypes from)."""
     from moto.ec2.models.instance_types import INSTANCE_TYPES
 
     return dict(INSTANCE_TYPES)
 
 
 def limits_for(instance_type: str) -> InstanceTypeLimits | None:
-    """The type's limits from moto's bundled DescribeInstanceTypes data; None for an unknown type."""
-    info = _instance_types().get(instance_type)
-    if info is None:
-        return None
-    network = info["NetworkInfo"]
-    return InstanceTypeLimits(
-        int(network["MaximumNetworkInterfaces"]), int(network["Ipv4AddressesPerInterface"])
-    )
+    """The type's limits from vpccni's bundled table (:mod:`vpccni.config.limits`); None for an unknown type.
+
+    The same table ``vpccni max-pods`` and ipamd read, so the local cloud enforces aws's numbers where
+    moto's raw DescribeInstanceTypes data differs (i7ie.48xlarge: 15 ENIs on one card, not 8 on each of
+    two) and knows the types moto no longer lists (g4ad, p3, u-*tb1.metal ...). A type only the local
+    DescribeInstanceTypes knows (a test's "future" type, added there) is parsed as ipamd's runtime
+    fallback parses it. Only card 0 is emulated, so its ENI limit is the attach limit.
+    """
+    limits = lookup(instance_type)
+    if limits is None:
+        item = _instance_types().get(instance_type)
+        if item is None:
+            return None
+        limits = InstanceLimits.from_describe(item)
+    return InstanceTypeLimits(limits.max_enis, limits.ipv4_per_eni)
 
 
 @functools.cache
@@ -74,7 +83,7 @@ def unattached_slot_limit() -> int:
     An ENI is checked against its instance type's limit when attached; until then EC2 lets it hold as
     many addresses as the biggest type could use.
     """
-    return max(int(i["NetworkInfo"]["Ipv4AddressesPerInterface"]) for i in _instance_types().values())
+    return max(limits.ipv4_per_eni for limits in map(require, known_instance_types()))
 
 
 @contextlib.contextmanager

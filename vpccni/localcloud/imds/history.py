@@ -1,6 +1,7 @@
 """What a node's IMDS shows at a given moment: EC2 state as it was, plus what EC2 already removed.
 
-Real IMDS is eventually consistent with EC2 in two ways ipamd must survive (aws-vpc-cni.md §6.6):
+Real IMDS is eventually consistent with EC2 in two ways ipamd must survive (aws-node documents both and works
+around them):
 
 - **lag**: a change (an attached ENI, an assigned IP) shows up N seconds after EC2 made it;
 - **stale**: an ENI or IP that EC2 removed keeps showing for N seconds.

@@ -1,10 +1,12 @@
-"""Address and /28-prefix choice inside one subnet, the way EC2 does it. Pure: no moto, no I/O.
+"""Address and /28-prefix choice inside one subnet, the way EC2 does it. Pure: standard library only, no I/O.
 
 EC2 never hands out a subnet's first four addresses (network, VPC router, DNS, reserved) nor its last
 (broadcast); an address belongs to at most one ENI; a delegated prefix is an aligned /28 that overlaps no
 assigned address, no other prefix and no reserved address. moto gets all of that wrong (duplicates,
-reserved addresses, an endless loop when a subnet is full), so the local cloud picks every address
-itself from a :class:`SubnetSpace` and hands moto explicit addresses.
+reserved addresses, an endless loop when a subnet is full), so the local cloud
+(:mod:`vpccni.localcloud.ec2`) picks every address itself from a :class:`SubnetSpace` and hands moto
+explicit addresses; the in-memory fake (:mod:`vpccni.cloud.fake`) picks from the same code, which is why
+this module sits in the cloud layer, below both.
 
 Choices are random, like EC2's, from a caller-supplied seeded ``random.Random``: the same seed and the
 same calls give the same addresses, and secondaries scattered over the subnet fragment it the way real
@@ -17,6 +19,7 @@ import contextlib
 import ipaddress
 import random
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 RESERVED_HEAD = 4  # network address, VPC router, DNS, "future use"
@@ -40,10 +43,14 @@ class NoFreeBlock(Exception):
 
 @dataclass(frozen=True)
 class SubnetSpace:
-    """A subnet's CIDR and every address in it that is taken (assigned, or inside a delegated prefix)."""
+    """A subnet's CIDR and every address in it that is taken (assigned, or inside a delegated prefix).
+
+    ``used`` is read, never changed. The fake passes its live set of the subnet's taken addresses (no copy
+    per request) and changes it only after the choice is made, so a space is used once and dropped.
+    """
 
     cidr: ipaddress.IPv4Network
-    used: frozenset[int]
+    used: AbstractSet[int]
 
     @classmethod
     def build(cls, cidr: str, addresses: Iterable[str], prefixes: Iterable[str] = ()) -> SubnetSpace:
