@@ -83,6 +83,7 @@ class ErrorKind(Constants):
     NOT_READY: ClassVar[ErrorKind]  # ipamd starting/recovering
     TRY_AGAIN: ClassVar[ErrorKind]  # transient (deadline, contention)
     INVALID_NETNS: ClassVar[ErrorKind]  # netns missing or not a pod's network namespace
+    IFNAME_EXISTS: ClassVar[ErrorKind]  # CNI_IFNAME is taken in the pod by a link vpccni did not create
     CHECK_FAILED: ClassVar[ErrorKind]  # CHECK found something missing; message names it
     PLUMBING: ClassVar[ErrorKind]  # netlink/iptables failure while plumbing (rolled back)
     INTERNAL: ClassVar[ErrorKind]
