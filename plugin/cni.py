@@ -256,6 +256,12 @@ def parse_cni_args(value: str) -> PodRef:
 _NO_IP_WHY = {
     NoIpReason.STARTING: ("the node is still starting and its pool is not filled yet", True),
     NoIpReason.GROWING: ("the pool is being topped up right now", True),
+    NoIpReason.CLOUD_SLOW: ("an EC2 call is taking longer than expected and the pool waits for it", True),
+    NoIpReason.COOLING: (
+        "every address is in use or cooling down after its release (IP_COOLDOWN_PERIOD); the first comes "
+        "back within the cooldown",
+        True,
+    ),
     NoIpReason.THROTTLED: ("EC2 is throttling this account (RequestLimitExceeded); ipamd backs off", True),
     NoIpReason.SUBNET_FULL: (
         "the subnet is full (InsufficientFreeAddressesInSubnet); add a subnet, use custom networking "

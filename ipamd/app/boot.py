@@ -26,7 +26,7 @@ from vpccni.cloud.aws.imds import ImdsClient, ImdsIdentity, ImdsSettings
 from vpccni.cloud.aws.provider import AwsProvider
 from vpccni.cloud.base import CloudProvider
 from vpccni.cloud.budget import ApiBudget, BudgetSettings
-from vpccni.cloud.observe import CallObserver
+from vpccni.cloud.observe import CallObserver, InFlightCalls
 from vpccni.config.limits import InstanceLimits
 from vpccni.config.settings import Settings
 
@@ -40,6 +40,7 @@ class Boot:
     imds: ImdsClient
     identity: ImdsIdentity
     budget: ApiBudget
+    in_flight: InFlightCalls  # the provider's cloud calls under way, for "why no IP" and the slow-call log
     provider: CloudProvider
     facts: NodeFacts
     limits: InstanceLimits
@@ -56,10 +57,11 @@ async def discover(settings: Settings, observer: CallObserver, stop: asyncio.Eve
     budget = ApiBudget(BudgetSettings.from_sizes(
         mutating_capacity=s.api_mutating_bucket, mutating_rate=s.api_mutating_refill,
         describe_capacity=s.api_describe_bucket, describe_rate=s.api_describe_refill))
+    in_flight = InFlightCalls()
     provider = AwsProvider.from_settings(
         AwsSettings(region=s.region or ident.region, endpoint_url=s.ec2_endpoint,
                     http_timeout_s=s.http_timeout),
-        budget=budget, observer=observer)
+        budget=budget, observer=observer, in_flight=in_flight)
     facts = await node_facts(provider, ident, stop)
     limits = await instance_limits(provider, facts.instance_type, stop)
     pd = prefix_delegation(s, limits)
@@ -70,5 +72,6 @@ async def discover(settings: Settings, observer: CallObserver, stop: asyncio.Eve
         primary = await until_answered("IMDS primary interface", lambda: imds.interface(ident.mac), stop)
         dataplane = build_dataplane(s, primary_mac=ident.mac, primary_ipv4=ident.local_ipv4,
                                     vpc_cidrs=primary.vpc_cidrs)
-    return Boot(imds=imds, identity=ident, budget=budget, provider=provider, facts=facts, limits=limits,
-                prefix_delegation=pd, dataplane=dataplane, checkpoint=load_checkpoint(s.backing_store))
+    return Boot(imds=imds, identity=ident, budget=budget, in_flight=in_flight, provider=provider, facts=facts,
+                limits=limits, prefix_delegation=pd, dataplane=dataplane,
+                checkpoint=load_checkpoint(s.backing_store))

@@ -104,6 +104,8 @@ class NoIpReason(Constants):
     ENI_CONFIG_MISSING: ClassVar[NoIpReason]  # custom networking without an ENIConfig
     CLOUD_ERROR: ClassVar[NoIpReason]  # any other cloud failure
     GROWING: ClassVar[NoIpReason]  # the pool is being topped up right now
+    CLOUD_SLOW: ClassVar[NoIpReason]  # a cloud call is under way for longer than expected
+    COOLING: ClassVar[NoIpReason]  # every address that could serve is cooling down; one comes back soon
 
 
 @record

@@ -25,7 +25,14 @@ EXPECTED_KIND_CODES = {
     ErrorKind.PLUMBING: 101,
     ErrorKind.INTERNAL: 999,
 }
-TRANSIENT_REASONS = {NoIpReason.STARTING, NoIpReason.GROWING, NoIpReason.THROTTLED, NoIpReason.CLOUD_ERROR}
+TRANSIENT_REASONS = {
+    NoIpReason.STARTING,
+    NoIpReason.GROWING,
+    NoIpReason.THROTTLED,
+    NoIpReason.CLOUD_ERROR,
+    NoIpReason.CLOUD_SLOW,
+    NoIpReason.COOLING,
+}
 
 
 def test_every_error_kind_has_a_deliberate_code() -> None:
