@@ -5,11 +5,14 @@ CI (the default): :data:`CI_EXAMPLES` examples per test, seed :data:`CI_SEED`, n
 never depends on an earlier one and writes nothing into the checkout), no deadline (a shared machine is
 slow at times; a fuzz test judges outcomes, never time).
 
-A longer run (documented in the fuzz modules)::
+A longer run::
 
-    VPCCNI_FUZZ_EXAMPLES=200000 VPCCNI_FUZZ_SEED=random \\
-        .venv/bin/python -m pytest tests/unit/wire/test_protocol_fuzz.py \\
+    VPCCNI_FUZZ_EXAMPLES=20000 VPCCNI_FUZZ_SEED=random \\
+        .venv/bin/python -m pytest --timeout 0 tests/unit/wire/test_protocol_fuzz.py \\
         tests/unit/plugin/test_cni_fuzz.py --hypothesis-show-statistics
+
+(``--timeout 0``: the suite's per-test timeout of 300 s is for CI's budget; 20,000 examples of one test can
+take longer on a busy machine.)
 
 ``VPCCNI_FUZZ_SEED`` is an integer, or ``random`` for a fresh seed each run (Hypothesis prints the seed of
 a failure, to replay it with ``VPCCNI_FUZZ_SEED=<that seed>``).

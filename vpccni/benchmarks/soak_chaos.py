@@ -3,8 +3,9 @@
 A :class:`PodLoop` behaves as a runtime does with one pod slot: a fresh sandbox (network namespace and
 container ID), ADD through the installed plugin exec'd inside the node's namespace; after an ADD that
 succeeded it keeps the pod a moment, then DELs it with the ADD's result as prevResult; after an ADD that
-failed it DELs at once (kubelet tears a failed sandbox down) and backs off a little. A DEL is repeated
-until it succeeds, as the runtime repeats it: an address must never stay behind a sandbox that is gone.
+failed it DELs at once (kubelet tears a failed sandbox down) and backs off, longer after each failure.
+A DEL is repeated until it succeeds, as the runtime repeats it: an address must never stay behind a
+sandbox that is gone.
 When the chaos stops, each loop ends with one pod up (the one it holds, or one more ADD): the audit
 reconciles those.
 
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 
 HOLD_MAX_S = 0.5  # how long a loop keeps a pod up before its DEL, at most
 DEL_PAUSE_S = 0.25  # between two attempts of a DEL that failed
-RETRY_PAUSE_S = 0.5  # after a failed ADD, at least, before the loop's next sandbox
+RETRY_PAUSE_S = 0.5  # after a failed ADD, the first back-off before the loop's next sandbox (doubling)
+MAX_BACKOFF_S = 8.0
 FINAL_ADD_S = 60.0  # once the chaos stops, how long a loop may take to get the pod it ends with
 T = TypeVar("T")
 _BLANK = re.compile(r"\b(?:[0-9a-f]{8,}|eni-[0-9a-f]+|[\d.:/-]*\d[\d.:/-]*s?)\b")
@@ -154,6 +156,7 @@ class PodLoop(threading.Thread):
         self.del_grace_s = del_grace_s
         self.up, self.undeleted = up, undeleted  # shared lists; list.append is atomic
         self.cycles = 0
+        self.failures = 0  # ADDs failed in a row
         self.ended_without_pod = False
 
     def run(self) -> None:
@@ -163,12 +166,14 @@ class PodLoop(threading.Thread):
         if holding:
             return
         deadline = time.monotonic() + FINAL_ADD_S
+        failures = 0
         while time.monotonic() < deadline:
             pod = self.guarded(self.add)
             if pod is not None:
                 self.up.append(pod)
                 return
-            time.sleep(RETRY_PAUSE_S)
+            failures += 1
+            time.sleep(self.rng.uniform(0.5, 1.0) * min(RETRY_PAUSE_S * 2 ** (failures - 1), MAX_BACKOFF_S))
         self.ended_without_pod = True
 
     def guarded(self, step: Callable[[], T]) -> T | None:
@@ -182,9 +187,14 @@ class PodLoop(threading.Thread):
     def cycle(self) -> bool:
         """One sandbox's life; True if the soak stopped while its pod was up (the pod stays up)."""
         pod = self.add()
-        if pod is None:  # a runtime backs off before it tries a failed sandbox again
-            self.stop.wait(self.rng.uniform(RETRY_PAUSE_S, 3 * RETRY_PAUSE_S))
+        if pod is None:
+            # kubelet's pod worker backs off before it tries a failed sandbox again, longer each time: a
+            # hundred loops retrying every second would be a load no node sees, not a soak.
+            self.failures += 1
+            backoff = min(RETRY_PAUSE_S * 2 ** (self.failures - 1), MAX_BACKOFF_S)
+            self.stop.wait(self.rng.uniform(backoff / 2, backoff))
             return False
+        self.failures = 0
         if self.stop.wait(self.rng.uniform(0.0, HOLD_MAX_S)):
             self.up.append(pod)
             return True
