@@ -15,7 +15,7 @@ Codes (SPEC.md "Error codes"; 100+ are ours):
 4     invalid or missing env vars, named (CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME,
       CNI_ARGS); a bad container ID or interface name is a bad *env var*, which is what skel and
       libcni's ``utils.Validate*`` answer too, so a runtime sees the same code from us as from any
-      reference plugin
+      reference plugin; so is a CNI_IFNAME the pod namespace already has (ipamd left it untouched)
 5     I/O failure (DEL could neither reach ipamd nor spool a release record: retry, don't leak)
 6     stdin is not a JSON object
 7     invalid network config (a key of the conflist or of prevResult), named
@@ -285,6 +285,12 @@ def parse_cni_args(value: str) -> PodRef:
 _NO_IP_WHY = {
     NoIpReason.STARTING: ("the node is still starting and its pool is not filled yet", True),
     NoIpReason.GROWING: ("the pool is being topped up right now", True),
+    NoIpReason.CLOUD_SLOW: ("an EC2 call is taking longer than expected and the pool waits for it", True),
+    NoIpReason.COOLING: (
+        "every address is in use or cooling down after its release (IP_COOLDOWN_PERIOD); the first comes "
+        "back within the cooldown",
+        True,
+    ),
     NoIpReason.THROTTLED: ("EC2 is throttling this account (RequestLimitExceeded); ipamd backs off", True),
     NoIpReason.SUBNET_FULL: (
         "the subnet is full (InsufficientFreeAddressesInSubnet); add a subnet, use custom networking "
@@ -319,6 +325,7 @@ _KIND_CODE = {
     ErrorKind.NOT_READY: TRY_AGAIN_LATER,
     ErrorKind.TRY_AGAIN: TRY_AGAIN_LATER,
     ErrorKind.INVALID_NETNS: INVALID_ENV,
+    ErrorKind.IFNAME_EXISTS: INVALID_ENV,
     ErrorKind.CHECK_FAILED: CHECK_FAILED,
     ErrorKind.PLUMBING: PLUMBING_FAILED,
     ErrorKind.BAD_REQUEST: REQUEST_REJECTED,
@@ -351,6 +358,8 @@ def error_from_ipamd(command: str, err: ErrorInfo) -> CniError:
     msg = err.message or err.kind.value
     if err.kind is ErrorKind.INVALID_NETNS:
         msg = f"invalid CNI_NETNS: {msg}"
+    elif err.kind is ErrorKind.IFNAME_EXISTS:
+        msg = f"invalid CNI_IFNAME: {msg}"
     elif err.kind is ErrorKind.UNSUPPORTED_VERSION:
         msg = f"ipamd does not speak this plugin's protocol: {msg}; upgrade the plugin and ipamd together"
     elif code == TRY_AGAIN_LATER:

@@ -29,7 +29,7 @@ from vpccni.cloud.aws.imds import ImdsClient, ImdsSettings
 from vpccni.cloud.aws.provider import AwsProvider
 from vpccni.cloud.base import CloudProvider
 from vpccni.cloud.budget import ApiBudget, BudgetSettings
-from vpccni.cloud.observe import CallObserver
+from vpccni.cloud.observe import CallObserver, InFlightCalls
 from vpccni.config.limits import InstanceLimits
 from vpccni.config.settings import Settings
 
@@ -41,6 +41,7 @@ class Boot:
     """The node as ipamd found it at start, and the clients it found it with."""
 
     budget: ApiBudget
+    in_flight: InFlightCalls  # the provider's cloud calls under way, for "why no IP" and the slow-call log
     provider: CloudProvider
     facts: NodeFacts
     limits: InstanceLimits
@@ -67,10 +68,11 @@ async def discover(settings: Settings, observer: CallObserver, stop: asyncio.Eve
     imds = ImdsClient(ImdsSettings(endpoint=s.imds_endpoint, timeout_s=s.http_timeout), observer=observer)
     ident = await identity(imds, stop)
     budget = api_budget(s)
+    in_flight = InFlightCalls()
     provider = AwsProvider.from_settings(
         AwsSettings(region=s.region or ident.region, endpoint_url=s.ec2_endpoint,
                     http_timeout_s=s.http_timeout),
-        budget=budget, observer=observer)
+        budget=budget, observer=observer, in_flight=in_flight)
     facts = await node_facts(provider, ident, stop)
     limits = await instance_limits(provider, facts.instance_type, stop)
     pd = prefix_delegation(s, limits)
@@ -84,6 +86,6 @@ async def discover(settings: Settings, observer: CallObserver, stop: asyncio.Eve
     if s.dataplane != "none":
         cidrs = await until_answered("IMDS primary interface", vpc_cidrs, stop)
         dataplane = build_dataplane(s, primary_mac=ident.mac, primary_ipv4=ident.local_ipv4, vpc_cidrs=cidrs)
-    return Boot(budget=budget, provider=provider, facts=facts, limits=limits, prefix_delegation=pd,
-                dataplane=dataplane, checkpoint=load_checkpoint(s.backing_store), imds=imds,
-                vpc_cidrs=vpc_cidrs)
+    return Boot(budget=budget, in_flight=in_flight, provider=provider, facts=facts, limits=limits,
+                prefix_delegation=pd, dataplane=dataplane, checkpoint=load_checkpoint(s.backing_store),
+                imds=imds, vpc_cidrs=vpc_cidrs)

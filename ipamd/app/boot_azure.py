@@ -32,7 +32,7 @@ from vpccni.cloud.azure import vm_sizes
 from vpccni.cloud.azure.imds import AzureImdsClient
 from vpccni.cloud.azure.provider import AzureProvider
 from vpccni.cloud.azure.settings import AzureSettings
-from vpccni.cloud.observe import CallObserver
+from vpccni.cloud.observe import CallObserver, InFlightCalls
 from vpccni.config.limits import InstanceLimits
 from vpccni.config.settings import Settings
 
@@ -46,11 +46,12 @@ async def discover_azure(settings: Settings, observer: CallObserver, stop: async
     imds = AzureImdsClient(s.imds_endpoint, timeout_s=IMDS_TIMEOUT_S)
     instance = await until_answered("Azure IMDS instance", imds.instance, stop)
     budget = api_budget(s)
+    in_flight = InFlightCalls()
     provider = AzureProvider.from_settings(
         AzureSettings(subscription_id=instance.subscription_id, resource_group=instance.resource_group,
                       arm_endpoint=s.azure_arm_endpoint, connection_verify=s.azure_ca_bundle or True,
                       http_timeout_s=s.http_timeout, identity_client_id=s.azure_identity_client_id),
-        budget=budget, observer=observer)
+        budget=budget, observer=observer, in_flight=in_flight)
     vm = await until_answered("GetVirtualMachine",
                               lambda: provider.describe_instance(instance.resource_id or instance.name), stop)
     primary_mac = instance.interfaces[0].mac if instance.interfaces else ""
@@ -80,6 +81,6 @@ async def discover_azure(settings: Settings, observer: CallObserver, stop: async
         cidrs = await until_answered("GetVirtualNetwork", vnet_prefixes, stop)
         dataplane = build_dataplane(s, primary_mac=primary_mac, primary_ipv4=instance.primary_address,
                                     vpc_cidrs=cidrs)
-    return Boot(budget=budget, provider=provider, facts=facts, limits=limits, prefix_delegation=False,
-                dataplane=dataplane, checkpoint=load_checkpoint(s.backing_store), imds=None,
-                vpc_cidrs=vnet_prefixes)
+    return Boot(budget=budget, in_flight=in_flight, provider=provider, facts=facts, limits=limits,
+                prefix_delegation=False, dataplane=dataplane, checkpoint=load_checkpoint(s.backing_store),
+                imds=None, vpc_cidrs=vnet_prefixes)

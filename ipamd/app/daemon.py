@@ -14,7 +14,8 @@ IMDS, is the truth for what the node holds):
 9. pre-scale: one pool pass right away (``awscni_ipamd_node_initialization_duration_seconds`` is
    observed the first time the pool has a free address, i.e. an ADD would succeed);
 10. root tasks: ``server`` (self-PING), ``pool-loop``, ``ec2-reconciler``, ``release-records``,
-    ``leaked-eni-gc``, ``introspection``, ``metrics``, ``conflist`` (written once the pool can serve);
+    ``leaked-eni-gc``, ``slow-cloud-calls`` (logs a cloud call that hangs, while it hangs),
+    ``introspection``, ``metrics``, ``conflist`` (written once the pool can serve);
     with the Linux dataplane ``host-network``, with MY_NODE_NAME ``kubernetes``.
 
 On Azure (VPCCNI_CLOUD=azure) the same sequence reads Azure IMDS and ARM instead (steps 1-5 in
@@ -74,6 +75,7 @@ HOST_PASS_MIN_INTERVAL_S = 1.0
 REPLAY_MIN_INTERVAL_S = 1.0
 POKE_MIN_GAP_S = 0.05
 LEAK_SWEEP_FIRST_MAX_S = 300.0
+SLOW_CALL_CHECK_S = 1.0
 
 
 class Node:
@@ -96,7 +98,7 @@ class Node:
         ds = self.datastore = Datastore(prefix_delegation=boot.prefix_delegation,
                                         cooldown_s=s.ip_cooldown_period)
         self.committer = GroupCommitter(s.backing_store, lambda: snapshot_of(ds, time.time()), time.time)
-        self.status = GrowthStatus(ds)
+        self.status = GrowthStatus(ds, in_flight=boot.in_flight)
         feed.on_throttle = self.status.note_throttle
         hooks = kubernetes.hooks(boot.dataplane.hooks) if kubernetes else boot.dataplane.hooks
         self.reconciler = Reconciler(
@@ -240,6 +242,8 @@ class Node:
                                           what="host network pass")
             tasks["vpc-cidrs"] = every(s.vpc_cidr_check_period, self._check_vpc_cidrs, what="VPC CIDR watch",
                                        jitter=0.1)
+        tasks["slow-cloud-calls"] = every(SLOW_CALL_CHECK_S, self._log_slow_calls,
+                                          what="slow cloud call watch")
         tasks["conflist"] = self.conflist.run()
         if self.k8s is not None:
             link = self.k8s
@@ -252,6 +256,14 @@ class Node:
         for endpoint in self.endpoints:
             tasks[endpoint.name] = endpoint.serve_forever()
         return tasks
+
+    async def _log_slow_calls(self) -> None:
+        """A cloud call that hangs is logged while it hangs (when it passes SLOW_CALL_S, then as its age
+        doubles): its attempts end in silence until the retry policy gives up, a minute later."""
+        in_flight = self.boot.in_flight
+        now = in_flight.now()
+        for call in in_flight.newly_slow():
+            log.warning("EC2 %s, longer than expected (%gs)", call.describe(now), in_flight.slow_after_s)
 
     def _node_ready(self) -> bool:  # the startup taint waits for kubelet's conflist too
         return self.can_serve() and self.conflist.in_place

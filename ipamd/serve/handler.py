@@ -49,6 +49,7 @@ from ipamd.state.hooks import (
     PoolStatus,
     ServerMetrics,
 )
+from vpccni.errors import InterfaceExists
 from vpccni.net.nsutil import NetnsFd
 from vpccni.wire.protocol import (
     NETNS_FD_SINCE,
@@ -201,6 +202,8 @@ class RequestHandler:
             except Exception as exc:  # any plumbing failure: roll back, the pod gets nothing half-done
                 log.warning("ADD %s: plumbing %s failed, rolling back: %s", tuple(key), held.address, exc)
                 await self._roll_back(key, alloc, req, ns)
+                if isinstance(exc, InterfaceExists):  # the runtime's CNI_IFNAME is wrong, not the node
+                    return Response.failure(ErrorKind.IFNAME_EXISTS, str(exc))
                 return Response.failure(ErrorKind.PLUMBING, f"plumbing {held.address} failed: {exc}")
             self.metrics.assign_latency(self._monotonic() - started)
             return Response(ok=True, allocation=alloc)

@@ -18,9 +18,10 @@ import pytest
 
 from tests.e2e.support import Runtime, host_routing, link_exists, wait_until
 from tests.libcni import gc_config
+from vpccni.localcloud.vpc.netns import Netns
 from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 from vpccni.testing.cluster_node import request_config
-from vpccni.wire.cnicodes import CHECK_FAILED, NO_IP, STATUS_UNAVAILABLE
+from vpccni.wire.cnicodes import CHECK_FAILED, INVALID_ENV, NO_IP, STATUS_UNAVAILABLE
 from vpccni.wire.protocol import spool_dir_for
 
 # Every MUST holds on both clouds: the same plugin, the same ipamd, EC2's or Azure's pool behind it.
@@ -44,6 +45,55 @@ def released(node: ClusterNode, ip: str, eni_id: str | None = None) -> bool:
 
 def status(cluster: EmulatedCluster, node: ClusterNode) -> Any:
     return cluster.run_plugin(node, "STATUS", request_config(node.conflist, cni_version="1.1.0"))
+
+
+def held_by(node: ClusterNode, container_id: str) -> list[str]:
+    """The addresses ipamd assigns to ``container_id`` (from its introspection)."""
+    return [
+        address
+        for eni in node.enis().values()
+        for block in eni["AvailableIPv4Cidrs"].values()
+        for address, entry in block["IPAddresses"].items()
+        if entry["IPAMKey"]["containerID"] == container_id
+    ]
+
+
+def pod_side(ns: Netns) -> tuple[str, str]:
+    """The pod namespace's links (name, kind) and addresses, as text."""
+    links = " ".join(
+        f"{line.split(': ')[1]}:{'bridge' if 'bridge' in line else ''}"
+        for line in ns.run("ip", "-d", "-o", "link", "show").stdout.splitlines()
+    )
+    return links, ns.run("ip", "-o", "addr", "show").stdout
+
+
+# --- ADD -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ifname", ["eth0", "lo"], ids=["a bridge holds eth0", "CNI_IFNAME=lo"])
+def test_add_over_an_interface_the_pod_already_has_fails_with_4_and_changes_nothing(
+    cluster: EmulatedCluster, ifname: str
+) -> None:
+    node = cluster.nodes[0]
+    sandbox = cluster.pod_netns()
+    container_id = f"taken-{ifname}"
+    try:
+        if ifname == "eth0":  # the pod's own bridge, with an address: not ours to replace
+            sandbox.run("ip", "link", "add", "eth0", "type", "bridge")
+            sandbox.run("ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
+            sandbox.run("ip", "link", "set", "eth0", "up")
+        before = pod_side(sandbox)
+        run = cluster.run_plugin(
+            node, "ADD", container_id=container_id, pod_netns=sandbox.path, ifname=ifname,
+            args="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=taken",
+        )
+        assert run.returncode != 0 and run.error["code"] == INVALID_ENV, run.describe()
+        msg = run.error["msg"]
+        assert msg.startswith("invalid CNI_IFNAME: ") and f"{ifname} already exists" in msg, run.describe()
+        assert pod_side(sandbox) == before
+        assert held_by(node, container_id) == [], "the address went back to the pool"
+    finally:
+        sandbox.remove()
 
 
 # --- DEL -----------------------------------------------------------------------------------------------

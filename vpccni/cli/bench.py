@@ -17,6 +17,9 @@ BENCHMARKS: dict[str, Command] = {
                      "EC2 calls and idle addresses for a seeded pod churn trace", True),
     "add": Command("vpccni.benchmarks.add",
                    "ADD exec -> result latency of the real plugin, warm pool, vs floors", True),
+    "soak": Command("vpccni.benchmarks.soak",
+                    "pod loops for a long time while ipamd is killed and EC2 faults come and go; then an "
+                    "audit: nothing leaked, held twice or left behind", True),
 }
 
 

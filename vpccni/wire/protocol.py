@@ -94,6 +94,7 @@ class ErrorKind(Constants):
     NOT_READY: ClassVar[ErrorKind]  # ipamd starting/recovering
     TRY_AGAIN: ClassVar[ErrorKind]  # transient (deadline, contention)
     INVALID_NETNS: ClassVar[ErrorKind]  # netns missing or not a pod's network namespace
+    IFNAME_EXISTS: ClassVar[ErrorKind]  # CNI_IFNAME is taken in the pod by a link vpccni did not create
     CHECK_FAILED: ClassVar[ErrorKind]  # CHECK found something missing; message names it
     PLUMBING: ClassVar[ErrorKind]  # netlink/iptables failure while plumbing (rolled back)
     INTERNAL: ClassVar[ErrorKind]
@@ -114,6 +115,8 @@ class NoIpReason(Constants):
     ENI_CONFIG_MISSING: ClassVar[NoIpReason]  # custom networking without an ENIConfig
     CLOUD_ERROR: ClassVar[NoIpReason]  # any other cloud failure
     GROWING: ClassVar[NoIpReason]  # the pool is being topped up right now
+    CLOUD_SLOW: ClassVar[NoIpReason]  # a cloud call is under way for longer than expected
+    COOLING: ClassVar[NoIpReason]  # every address that could serve is cooling down; one comes back soon
 
 
 @record

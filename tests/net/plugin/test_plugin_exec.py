@@ -166,6 +166,7 @@ def test_add_chained_after_another_plugin_keeps_its_result(rig: Rig) -> None:
         (ErrorKind.NOT_READY, None, 11, "ipamd cannot serve this yet"),
         (ErrorKind.PLUMBING, None, 101, "the ipamd message"),
         (ErrorKind.INVALID_NETNS, None, 4, "invalid CNI_NETNS"),
+        (ErrorKind.IFNAME_EXISTS, None, 4, "invalid CNI_IFNAME"),
         (ErrorKind.BAD_REQUEST, None, 103, "the ipamd message"),
     ],
 )

@@ -10,6 +10,7 @@ import socket
 
 from ipamd.state.datastore import AllocationKey
 from tests.unit.serve.server_harness import NETNS, RecordingPodNetwork, add, delete, running_ipamd
+from vpccni.errors import InterfaceExists
 from vpccni.wire.protocol import (
     MAX_LINE_BYTES,
     CniAttachment,
@@ -203,6 +204,19 @@ def test_plumbing_failure_rolls_back_durably() -> None:
             again = await ipamd.call(add("c1"))  # no cooldown after a rollback: the pod never used it
             assert again.ok and again.allocation is not None and again.allocation.ipv4 == "10.1.0.10"
             assert again.allocation.host_ifname == "enic1"
+    run(main())
+
+
+def test_an_interface_name_taken_in_the_pod_is_the_runtimes_error_and_rolls_back() -> None:
+    async def main() -> None:
+        taken = InterfaceExists("create veth enic1 / eth0", "eth0 already exists in pod namespace /x")
+        podnet = RecordingPodNetwork(fail_setup=taken)
+        async with running_ipamd(addresses=1, cooldown_s=30, podnet=podnet) as ipamd:
+            resp = await ipamd.call(add("c1"))
+            assert resp.error is not None and resp.error.kind is ErrorKind.IFNAME_EXISTS
+            assert "eth0 already exists" in resp.error.message
+            assert ipamd.datastore.allocations() == [] and ipamd.on_disk().allocations == ()
+            assert ipamd.datastore.free_count() == 1, "the address is free again at once"
     run(main())
 
 

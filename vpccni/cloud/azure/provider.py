@@ -47,7 +47,7 @@ from vpccni.cloud.azure.settings import AzureSettings, make_network_client
 from vpccni.cloud.azure.vm_sizes import IP_CONFIGS_PER_NIC, instance_type_info, require
 from vpccni.cloud.base import CloudProvider, InstanceInfo, NetworkInterface, Subnet
 from vpccni.cloud.budget import ApiBudget
-from vpccni.cloud.observe import CallObserver
+from vpccni.cloud.observe import CallObserver, InFlightCalls
 from vpccni.cloud.retry import CallRunner, RetrySettings
 from vpccni.errors import (
     AddressLimitExceeded,
@@ -111,8 +111,10 @@ class AzureProvider:
         retry: RetrySettings | None = None,
         budget: ApiBudget | None = None,
         observer: CallObserver | None = None,
+        in_flight: InFlightCalls | None = None,
     ) -> AzureProvider:
-        runner = CallRunner(retry=retry, budget=budget, observer=observer, map_error=map_error)
+        runner = CallRunner(retry=retry, budget=budget, observer=observer, map_error=map_error,
+                            in_flight=in_flight)
         return cls(make_network_client(settings, credential), settings, runner)
 
     # --- reads -------------------------------------------------------------------------------------
