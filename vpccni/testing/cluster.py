@@ -116,7 +116,8 @@ class EmulatedCluster:
     node, on top of :data:`FAST_TIMERS` (e.g. ``{"WARM_IP_TARGET": "3"}``). ``network``: the conflist's
     name. ``tuning_sysctls``/``bandwidth``: chain tuning (with these pod sysctls) and bandwidth after
     portmap. ``profile``/``seed``: the LocalCloud's. ``ready_timeout_s``: how long a node's ipamd may take
-    to serve an ADD.
+    to serve an ADD. ``payload``: install the plugin from this payload directory (as the image carries
+    it, :mod:`vpccni.node.install`) instead of the development launcher.
     """
 
     def __init__(
@@ -131,8 +132,10 @@ class EmulatedCluster:
         profile: str = "fast",
         seed: int = 0,
         ready_timeout_s: float = 60.0,
+        payload: str | None = None,
     ) -> None:
         self.prefix = prefix
+        self.payload = payload
         self.network = network
         self.settings = {**FAST_TIMERS, **(settings or {})}
         self.ready_timeout_s = ready_timeout_s
@@ -401,7 +404,7 @@ class EmulatedCluster:
         instance = self.cloud.add_node(instance_type, name=f"{self.prefix}-{name}")
         netns = self.dataplane.attach_node(instance.instance_id).netns
         paths = IpamdPaths(os.path.join(self.workdir, instance.instance_id))
-        init_node(netns, instance.mac, self.cni_bin_dir, CHAINED_PLUGINS)
+        init_node(netns, instance.mac, self.cni_bin_dir, CHAINED_PLUGINS, self.payload)
         options = ConflistOptions(
             name=self.network,
             ipamd_socket=paths.socket,
