@@ -17,8 +17,9 @@
    is the link whose MAC is the one IMDS reports (``meta-data/mac``), as aws finds it. They are written
    under ``sysctl_root`` (default ``/proc/sys``): a container's own ``/proc/sys`` is read-only, so the
    chart mounts the node's ``/proc/sys/net/ipv4`` at ``/host/proc/sys/net/ipv4`` and passes
-   ``--sysctl-root /host/proc/sys``. Writing there needs no capability: ``net.*`` sysctls resolve against
-   the writer's network namespace (the node's, with hostNetwork) and the kernel lets uid 0 write them.
+   ``--sysctl-root /host/proc/sys``. ``net.*`` sysctls resolve against the writer's network namespace
+   (the node's, with hostNetwork) whatever the mount, and the kernel lets uid 0 write them, with one
+   check more for ``ip_forward``: CAP_NET_ADMIN over that namespace.
 
 Every step is idempotent: a file identical to what would be written (bytes and mode 0755) is left alone,
 a sysctl already at its value is not written, and each step says which way it went — so a re-run reports
