@@ -15,11 +15,14 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from scripts.extract_payload import PAYLOAD_IN_IMAGE
+from scripts.extract_payload import extract_payload as scripts_extract_payload
 from scripts.private_podman import PrivatePodman
 from tests import REPO
 
 LABEL = "vpccni-test=node"
-PAYLOAD_IN_IMAGE = "/opt/vpccni/payload"
+__all__ = ["LABEL", "PAYLOAD_IN_IMAGE", "extract_payload", "host_unchanged", "image_ref", "run_scratch",
+           "sweep"]
 
 
 def image_ref() -> str:
@@ -36,10 +39,7 @@ def run_in_image(pm: PrivatePodman, image: str, *argv: str) -> subprocess.Comple
 
 def extract_payload(pm: PrivatePodman, image: str, dest: Path) -> Path:
     """Copy the image's payload into ``dest`` (created), symlink and modes kept; returns ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    pm.run("run", "--rm", "--pull=never", "--label", LABEL, "--name", _name(), "--volume", f"{dest}:/out",
-           image, "cp", "-a", f"{PAYLOAD_IN_IMAGE}/.", "/out/", timeout=300)
-    return dest
+    return scripts_extract_payload(pm, image, dest, LABEL)
 
 
 def run_scratch(
