@@ -140,6 +140,8 @@ def test_rbac_is_read_mostly() -> None:
 def test_notes_mention_max_pods_variant() -> None:
     notes = render({"env": {"ENABLE_PREFIX_DELEGATION": "true"}})["NOTES"][0]["text"]
     assert "vpccni max-pods --instance-type <type> --prefix-delegation" in notes
+    assert "<no value>" not in notes
+    assert "nothing but the kernel and a CNI runtime" in notes
 
 
 @pytest.mark.parametrize(
