@@ -7,6 +7,7 @@ end, even after a failure; the machine's own namespace is never touched.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import shutil
 import tempfile
@@ -158,7 +159,9 @@ def emulated_node(
 ) -> Iterator[EmulatedNode]:
     """A node with the chart rendered for it: ``values(ec2 endpoint, API server URL, region)`` gives the
     chart's values (image, env and extraEnv pointing at the local cloud)."""
-    sweep_dataplane(prefix)  # leftovers of a killed run
+    sweep_dataplane(prefix)  # leftovers of a killed run: its namespaces, then its node's disk
+    for stale in glob.glob(f"/tmp/{prefix}-root-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     root = Path(tempfile.mkdtemp(prefix=f"{prefix}-root-", dir="/tmp"))
     runtime: NodeRuntime | None = None
     try:
