@@ -162,10 +162,13 @@ def test_a_container_runtime_starts_pods_on_the_vpc_and_releases_them(node: Emul
                 assert held.get(cid) == ip, (name, held)
                 assert seen_by(pid, remote) == ip, f"the VPC host did not see {name}'s own address {ip}"
         finally:
+            removed = {}
             for name in pods:
                 started = time.monotonic()
-                node.runtime.podman("rm", "--force", "--time", "0", name, check=False)
+                removed[name] = node.runtime.podman("rm", "--force", "--time", "0", name, check=False)
                 timings[f"podman rm {name}"] = time.monotonic() - started
+    for name, done in removed.items():  # the DEL ran in podman's cleanup process, with its environment
+        assert done.returncode == 0 and b"rror" not in done.stderr, (name, done.stderr)
     assert not set(allocations(node)) & {cid for _, cid, _ in pods.values()}
     wait_for("EC2 and ipamd to agree on the node's addresses",
              lambda: node.ec2_addresses() == node.ipamd_addresses() and len(node.ec2_addresses()) == WARM, 60)
