@@ -128,7 +128,9 @@ class EmulatedCluster:
     portmap. ``profile``/``seed``: the LocalCloud's. ``ready_timeout_s``: how long a node's ipamd may take
     to serve an ADD. ``cloud``: ``aws`` (a LocalCloud, nodes are instances of EC2 types) or ``azure`` (a
     LocalAzure, nodes are VMs of Azure sizes with ipamd's VPCCNI_CLOUD=azure; the same dataplane delivers
-    each IP configuration's address, see :mod:`vpccni.localcloud.azure.fabric`).
+    each IP configuration's address, see :mod:`vpccni.localcloud.azure.fabric`). ``payload``: install the
+    plugin from this payload directory (as the image carries it, :mod:`vpccni.node.install`) instead of
+    the development launcher.
     """
 
     def __init__(
@@ -144,11 +146,13 @@ class EmulatedCluster:
         seed: int = 0,
         ready_timeout_s: float = 60.0,
         cloud: str = "aws",
+        payload: str | None = None,
     ) -> None:
         if cloud not in CLOUDS:
             raise ClusterError(f"cloud {cloud!r}: expected one of {', '.join(CLOUDS)}")
         self.cloud_name = cloud
         self.prefix = prefix
+        self.payload = payload
         self.network = network
         self.settings = {**FAST_TIMERS, **(settings or {})}
         self.ready_timeout_s = ready_timeout_s
@@ -454,7 +458,7 @@ class EmulatedCluster:
         netns = self.dataplane.attach_node(instance.instance_id).netns
         # A directory named after the node's namespace: an Azure instance id is a resource path.
         paths = IpamdPaths(os.path.join(self.workdir, self.dataplane.fabric.netns_role(instance.instance_id)))
-        init_node(netns, instance.mac, self.cni_bin_dir, CHAINED_PLUGINS)
+        init_node(netns, instance.mac, self.cni_bin_dir, CHAINED_PLUGINS, self.payload)
         options = ConflistOptions(
             name=self.network,
             ipamd_socket=paths.socket,

@@ -185,12 +185,19 @@ def exec_plugin(
 # --- a node's files ---------------------------------------------------------------------------------
 
 
-def init_node(netns: Netns, primary_mac: str, bin_dir: str, chain_plugins: Sequence[str]) -> None:
+def init_node(
+    netns: Netns, primary_mac: str, bin_dir: str, chain_plugins: Sequence[str], payload: str | None = None
+) -> None:
     """What the init container does (vpccni.node.init): the datapath sysctls inside the node's namespace,
-    the plugin launcher and the chained plugins (from /usr/lib/cni) into ``bin_dir``."""
+    the plugin and the chained plugins into ``bin_dir`` -- from the plugin ``payload`` (a directory as
+    the image carries it) or, with None, the development launcher and /usr/lib/cni's plugins."""
     os.makedirs(bin_dir, exist_ok=True)
     options = NodeInitOptions(
-        bin_dir=bin_dir, chain_plugins=tuple(chain_plugins), primary_mac=primary_mac, netns=netns.path
+        bin_dir=bin_dir,
+        payload=payload,
+        chain_plugins=tuple(chain_plugins),
+        primary_mac=primary_mac,
+        netns=netns.path,
     )
     run_node_init(options)
 

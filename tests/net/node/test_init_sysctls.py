@@ -78,7 +78,7 @@ def vpccni_init(dirs: tuple[Path, Path], *args: str, imds: str,
         VPCCNI_CLOUD=cloud,
     )
     return subprocess.run(
-        [sys.executable, "-m", "vpccni.cli", "init", *args],
+        [sys.executable, "-m", "vpccni.cli", "init", "--dev-launcher", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -139,6 +139,28 @@ def test_primary_mac_option_needs_no_imds_and_takes_any_spelling(
     done = vpccni_init(dirs, "--netns", ns.name, "--primary-mac", "02-00-00-00-AA-01", imds=closed_endpoint())
     assert done.returncode == 0, done.stderr
     assert ns_sysctl(ns, "net/ipv4/conf/inv.10/rp_filter") == "2"
+
+
+def test_the_sysctls_go_where_sysctl_root_says(
+    nsf: NetnsFactory, cloud_node: Node, dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # As the chart mounts the node's /proc/sys/net/ipv4 at /host/proc/sys/net/ipv4 (here a symbolic link:
+    # the writer's network namespace decides which namespace's value it is, whatever the path).
+    root = tmp_path / "host-proc-sys"
+    (root / "net").mkdir(parents=True)
+    (root / "net" / "ipv4").symlink_to("/proc/sys/net/ipv4")
+    ns = make_node_ns(nsf, cloud_node.mac)
+    root_before = root_sysctls()
+    done = vpccni_init(dirs, "--netns", ns.name, "--sysctl-root", str(root), imds=cloud_node.imds_endpoint)
+    assert done.returncode == 0, done.stderr
+    assert ns_sysctl(ns, "net/ipv4/conf/ineth0/rp_filter") == "2"
+    assert ns_sysctl(ns, "net/ipv4/ip_forward") == "1"
+    assert root_sysctls() == root_before
+    missing = vpccni_init(dirs, "--netns", ns.name, "--sysctl-root", str(tmp_path / "absent"),
+                          imds=cloud_node.imds_endpoint)
+    assert missing.returncode == 1
+    assert f"cannot set net.ipv4.conf.ineth0.rp_filter=2: read sysctl: {tmp_path}/absent/net/ipv4/conf" in (
+        missing.stderr)
 
 
 def test_no_link_with_the_mac_fails_naming_it_and_changes_nothing(
