@@ -10,7 +10,7 @@ NODE_LOCK := requirements/node.txt
 COMPILE = $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-find-links --no-emit-index-url
 
-.PHONY: test demo lint unit deps system-deps lock lockcheck clean image image-clean
+.PHONY: test demo lint unit deps system-deps lock lockcheck clean image image-clean bench-add
 
 # A changed lock rebuilds the venv from nothing, so no version outside the lock can stay behind.
 $(STAMP): $(LOCK) pyproject.toml
@@ -55,6 +55,12 @@ demo: deps
 # podman with a private configuration (scripts/private_podman.py). Needs root; IMAGE_ARGS="--save x.tar".
 image: $(STAMP)
 	$(PY) -m scripts.build_image $(IMAGE_ARGS)
+
+# ADD latency of the plugin a node runs: the image's payload, extracted, installed on an emulated node.
+# Needs root; BENCH_ARGS="--json" or "--sequential 100".
+bench-add: image
+	$(PY) -m scripts.extract_payload --out build/payload
+	$(VENV)/bin/vpccni bench add --payload build/payload $(BENCH_ARGS)
 
 # The image's podman storage (base images included) and the downloaded wheels.
 image-clean:

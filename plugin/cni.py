@@ -15,7 +15,7 @@ Codes (SPEC.md "Error codes"; 100+ are ours):
 4     invalid or missing env vars, named (CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME,
       CNI_ARGS); a bad container ID or interface name is a bad *env var*, which is what skel and
       libcni's ``utils.Validate*`` answer too, so a runtime sees the same code from us as from any
-      reference plugin
+      reference plugin; so is a CNI_IFNAME the pod namespace already has (ipamd left it untouched)
 5     I/O failure (DEL could neither reach ipamd nor spool a release record: retry, don't leak)
 6     stdin is not a JSON object
 7     invalid network config (a key of the conflist or of prevResult), named
@@ -34,6 +34,8 @@ case) and 51 (STATUS "existing pods may have limited connectivity" -- ipamd has 
 """
 
 from __future__ import annotations
+
+import os
 
 from vpccni.errors import ProtocolError, VpccniError
 from vpccni.wire import wirejson
@@ -57,6 +59,7 @@ from vpccni.wire.protocol import (
     ErrorKind,
     NoIpReason,
     PodRef,
+    text_problem,
     valid_identifier,
     valid_ifname,
 )
@@ -206,10 +209,10 @@ def parse_invocation(env: Mapping[str, str]) -> Invocation:
             "not '.' or '..', without '/', ':' or whitespace",
         )
     netns = env.get("CNI_NETNS", "")
-    if netns and (not netns.startswith("/") or "\0" in netns):
+    if netns and (not netns.startswith("/") or text_problem(netns) is not None):
         raise CniError(
             INVALID_ENV,
-            f"invalid CNI_NETNS {netns!r}: it must be an absolute path to a network namespace, "
+            f"invalid CNI_NETNS {netns!r}: it must be an absolute path (UTF-8) to a network namespace, "
             "e.g. /run/netns/<name> or /proc/<pid>/ns/net",
         )
     return Invocation(
@@ -220,6 +223,32 @@ def parse_invocation(env: Mapping[str, str]) -> Invocation:
         path=_split_path(env.get("CNI_PATH", "")),
         pod=parse_cni_args(env.get("CNI_ARGS", "")),
     )
+
+
+def open_netns(netns: str) -> int:
+    """CNI_NETNS opened here, where the runtime's mounts are seen, for ipamd to plumb through (ipamd never
+    opens a runtime's path: in its own mount namespace the path may not exist, or name something else).
+
+    Namespace files are regular files on nsfs, so nothing else is opened: not a device (an open can have
+    effects) nor a FIFO (an open would block). ipamd checks the descriptor is a pod's network namespace.
+    The caller closes the descriptor. CniError 4 naming the problem otherwise.
+    """
+    try:
+        mode = os.stat(netns).st_mode
+    except FileNotFoundError:
+        raise CniError(INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} does not exist") from None
+    except OSError as exc:
+        raise CniError(
+            INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} cannot be inspected: {exc.strerror}"
+        ) from None
+    if mode & 0o170000 != 0o100000:  # S_IFMT, S_IFREG (no `import stat` on the exec path)
+        raise CniError(INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} is not a namespace file")
+    try:
+        return os.open(netns, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CniError(
+            INVALID_ENV, f"invalid CNI_NETNS: netns path {netns!r} cannot be opened: {exc.strerror}"
+        ) from None
 
 
 def _split_path(value: str) -> tuple[str, ...]:
@@ -256,6 +285,12 @@ def parse_cni_args(value: str) -> PodRef:
 _NO_IP_WHY = {
     NoIpReason.STARTING: ("the node is still starting and its pool is not filled yet", True),
     NoIpReason.GROWING: ("the pool is being topped up right now", True),
+    NoIpReason.CLOUD_SLOW: ("an EC2 call is taking longer than expected and the pool waits for it", True),
+    NoIpReason.COOLING: (
+        "every address is in use or cooling down after its release (IP_COOLDOWN_PERIOD); the first comes "
+        "back within the cooldown",
+        True,
+    ),
     NoIpReason.THROTTLED: ("EC2 is throttling this account (RequestLimitExceeded); ipamd backs off", True),
     NoIpReason.SUBNET_FULL: (
         "the subnet is full (InsufficientFreeAddressesInSubnet); add a subnet, use custom networking "
@@ -290,6 +325,7 @@ _KIND_CODE = {
     ErrorKind.NOT_READY: TRY_AGAIN_LATER,
     ErrorKind.TRY_AGAIN: TRY_AGAIN_LATER,
     ErrorKind.INVALID_NETNS: INVALID_ENV,
+    ErrorKind.IFNAME_EXISTS: INVALID_ENV,
     ErrorKind.CHECK_FAILED: CHECK_FAILED,
     ErrorKind.PLUMBING: PLUMBING_FAILED,
     ErrorKind.BAD_REQUEST: REQUEST_REJECTED,
@@ -322,6 +358,8 @@ def error_from_ipamd(command: str, err: ErrorInfo) -> CniError:
     msg = err.message or err.kind.value
     if err.kind is ErrorKind.INVALID_NETNS:
         msg = f"invalid CNI_NETNS: {msg}"
+    elif err.kind is ErrorKind.IFNAME_EXISTS:
+        msg = f"invalid CNI_IFNAME: {msg}"
     elif err.kind is ErrorKind.UNSUPPORTED_VERSION:
         msg = f"ipamd does not speak this plugin's protocol: {msg}; upgrade the plugin and ipamd together"
     elif code == TRY_AGAIN_LATER:

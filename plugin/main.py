@@ -7,11 +7,16 @@ standard-library plugin starts in ~10 ms; on a burst of 30 pods on 2 cores that 
 
 Per verb:
 
+The pod's namespace goes to ipamd open: the plugin opens CNI_NETNS (it sees the runtime's mounts, ipamd
+may not) and passes the descriptor with its request (:mod:`vpccni.wire.client`).
+
 * ADD -- request, then print the result for the config's cniVersion (:mod:`plugin.result`).
 * DEL -- never fails for ipamd's sake: if ipamd cannot be reached, does not answer in time, answers
   garbage or fails the DEL, the plugin spools a release record (:mod:`plugin.release`) and removes
   the pod's host routing itself (:mod:`plugin.fallback`). Only if the record cannot be written does
-  DEL fail (code 5), so the runtime retries instead of the address leaking.
+  DEL fail (code 5), so the runtime retries instead of the address leaking. A namespace that cannot be
+  opened is gone: ipamd tears down the host side. A namespace ipamd refuses (not a pod's) fails the
+  DEL with code 4: nothing is torn down on its say-so.
 * CHECK -- needs prevResult; ipamd verifies the pod and names what is missing.
 * GC -- forwards ``cni.dev/valid-attachments`` (or the legacy key) to ipamd.
 * STATUS -- 50 with the reason when ipamd is down or cannot serve an ADD.
@@ -33,6 +38,7 @@ from plugin.cni import (
     Invocation,
     error_from_failure,
     error_from_ipamd,
+    open_netns,
     parse_command,
     parse_invocation,
     version_reply,
@@ -140,7 +146,11 @@ def _failed(response: Response) -> ErrorInfo:
 
 def _add(inv: Invocation, conf: NetConf, log: PluginLog) -> str:
     request = _request(Op.ADD, inv, conf, prev_result=conf.prev_result)
-    response = client.call(conf.ipamd_socket, request, _timeout_s("ADD", conf))
+    netns_fd = open_netns(inv.netns)
+    try:
+        response = client.call(conf.ipamd_socket, request, _timeout_s("ADD", conf), netns_fd)
+    finally:
+        os.close(netns_fd)
     if not response.ok:
         raise error_from_ipamd("ADD", _failed(response))
     alloc = response.allocation
@@ -153,15 +163,26 @@ def _add(inv: Invocation, conf: NetConf, log: PluginLog) -> str:
 
 def _del(inv: Invocation, conf: NetConf, log: PluginLog) -> str:
     request = _request(Op.DEL, inv, conf, prev_result=conf.prev_result)
+    netns_fd = None
+    if inv.netns:
+        try:
+            netns_fd = open_netns(inv.netns)
+        except CniError as exc:
+            log.info(f"{exc.msg}: as good as gone, ipamd tears down the host side only")
     try:
-        response = client.call(conf.ipamd_socket, request, _timeout_s("DEL", conf))
+        response = client.call(conf.ipamd_socket, request, _timeout_s("DEL", conf), netns_fd)
         if response.ok:
             log.info("released by ipamd")
             return ""
         failure = _failed(response)
+        if failure.kind is ErrorKind.INVALID_NETNS:  # not a pod's namespace: no teardown on its say-so
+            raise error_from_ipamd("DEL", failure)
         why = f"ipamd failed the DEL ({failure.kind.value}: {failure.message})"
     except (client.IpamdUnreachable, client.IpamdTimeout, ProtocolError) as exc:
         why = str(exc)
+    finally:
+        if netns_fd is not None:
+            os.close(netns_fd)
     log.warn(f"{why}; spooling a release record and tearing down host routing from prevResult")
     record_error: OSError | None = None
     try:
@@ -196,9 +217,12 @@ def _teardown_locally(conf: NetConf, inv: Invocation, log: PluginLog) -> None:
 
 def _check(inv: Invocation, conf: NetConf, log: PluginLog) -> str:
     prev = require_prev_result_for_check(conf, inv)
-    response = client.call(
-        conf.ipamd_socket, _request(Op.CHECK, inv, conf, prev_result=prev), _timeout_s("CHECK", conf)
-    )
+    request = _request(Op.CHECK, inv, conf, prev_result=prev)
+    netns_fd = open_netns(inv.netns)
+    try:
+        response = client.call(conf.ipamd_socket, request, _timeout_s("CHECK", conf), netns_fd)
+    finally:
+        os.close(netns_fd)
     if not response.ok:
         raise error_from_ipamd("CHECK", _failed(response))
     log.debug("check passed")

@@ -99,6 +99,14 @@ class PrivatePodman:
             raise PodmanFailed(done.returncode, argv, done.stdout, done.stderr)
         return done
 
+    def with_network(self, name: str, network: Mapping[str, str | Sequence[str]]) -> PrivatePodman:
+        """A session on the same storage whose containers.conf sets these ``[network]`` keys (a node
+        runtime's CNI backend and directories, say); its files are in this session's, removed with them."""
+        config = self.config / name
+        config.mkdir(exist_ok=True)
+        _write_config(config, self.root, network)
+        return PrivatePodman(self.root, config)
+
     def image_exists(self, ref: str) -> bool:
         return self.run("image", "exists", ref, check=False).returncode == 0
 
@@ -106,7 +114,16 @@ class PrivatePodman:
         return int(self.run("image", "inspect", "--format", "{{.Size}}", ref).stdout.decode().strip())
 
 
-def _write_config(config: Path, root: Path) -> None:
+def _toml(value: str | Sequence[str]) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+
+
+def _write_config(config: Path, root: Path, network: Mapping[str, str | Sequence[str]] | None = None) -> None:
+    # The engine's paths are the same in every session on one root: podman's database records them and
+    # refuses another value.
+    network = {"network_config_dir": str(root / "network"), **(network or {})}
     (config / "containers.conf").write_text(f"""[containers]
 netns = "none"
 cgroups = "disabled"
@@ -124,8 +141,7 @@ static_dir = "{root}/storage/libpod"
 image_copy_tmp_dir = "{root}/scratch"
 
 [network]
-network_config_dir = "{root}/network"
-""")
+""" + "".join(f"{key} = {_toml(value)}\n" for key, value in network.items()))
     (config / "storage.conf").write_text(f"""[storage]
 driver = "{DRIVER}"
 graphroot = "{root}/storage"

@@ -27,6 +27,7 @@ Whether an error is worth retrying is a *type*, not a string match::
     │   ├── CloudUnsupported           the cloud cannot do this at all (Azure: NICs on a running VM, prefixes)
     │   ├── ProtocolError              malformed request/response on the ipamd socket
     │   ├── PlumbingFailed             a netlink/sysctl/iptables step was refused; bad netns path
+    │   │   └── InterfaceExists        CNI_IFNAME names an interface the pod has and vpccni did not create
     │   ├── KubernetesRejected         the API server refused the request (403, 404, 422, ...)
     │   └── EniConfigMissing           custom networking, but the node's ENIConfig is absent or has no subnet
     └── (cloud errors also derive from CloudError, which carries action, code and message;
@@ -227,6 +228,11 @@ class PlumbingBusy(PlumbingError, RetryableError):
 
 class PlumbingFailed(PlumbingError, PermanentError):
     """The kernel or iptables refused the step, or the input (e.g. a netns path) is unusable."""
+
+
+class InterfaceExists(PlumbingFailed):
+    """CNI_IFNAME names an interface the pod namespace already has and that is not a leftover of ours:
+    the runtime's arguments are wrong. The interface is left exactly as it was."""
 
 
 # --- Kubernetes API (ipamd.k8s.integration)

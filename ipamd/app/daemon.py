@@ -14,8 +14,13 @@ IMDS, is the truth for what the node holds):
 9. pre-scale: one pool pass right away (``awscni_ipamd_node_initialization_duration_seconds`` is
    observed the first time the pool has a free address, i.e. an ADD would succeed);
 10. root tasks: ``server`` (self-PING), ``pool-loop``, ``ec2-reconciler``, ``release-records``,
-    ``leaked-eni-gc``, ``introspection``, ``metrics``, ``conflist`` (written once the pool can serve);
+    ``leaked-eni-gc``, ``slow-cloud-calls`` (logs a cloud call that hangs, while it hangs),
+    ``introspection``, ``metrics``, ``conflist`` (written once the pool can serve);
     with the Linux dataplane ``host-network``, with MY_NODE_NAME ``kubernetes``.
+
+On Azure (VPCCNI_CLOUD=azure) the same sequence reads Azure IMDS and ARM instead (steps 1-5 in
+:mod:`ipamd.app.boot_azure`; "EC2" below is ARM, an ENI a NIC), and ``leaked-eni-gc`` does not run: NICs
+are never created there, so none can leak.
 
 SIGTERM/SIGINT stop the tasks, let requests in flight finish and flush the checkpoint. Nothing is released:
 addresses stay with EC2 and in the checkpoint, so pods keep theirs across an ipamd restart or upgrade.
@@ -56,7 +61,7 @@ from ipamd.state.datastore import Datastore
 from ipamd.state.journal import ChurnJournal, token
 from ipamd.state.recovery import DescribedEni, recover
 from vpccni.config.settings import Settings, render
-from vpccni.errors import RetryableError
+from vpccni.errors import CloudError, RetryableError
 from vpccni.wire.protocol import spool_dir_for
 
 if TYPE_CHECKING:  # the Kubernetes client costs ~20 MiB and ~0.2 s: imported only with MY_NODE_NAME
@@ -74,6 +79,7 @@ POKE_MIN_GAP_S = 0.05
 JOURNAL_SUFFIX = ".churn"  # the churn journal's segments sit next to the checkpoint
 JOURNAL_FLUSH_S = 2.0  # a crash loses at most this much churn; the ADD path never writes
 LEAK_SWEEP_FIRST_MAX_S = 300.0
+SLOW_CALL_CHECK_S = 1.0
 
 
 class Node:
@@ -99,7 +105,7 @@ class Node:
         self.journal = ChurnJournal(s.backing_store + JOURNAL_SUFFIX, journal_header(s, boot))
         ds.on_event = lambda kind, key, held, assigned: self.journal.record(
             kind, token(key.container_id, key.ifname), held, assigned)
-        self.status = GrowthStatus(ds)
+        self.status = GrowthStatus(ds, in_flight=boot.in_flight)
         feed.on_throttle = self.status.note_throttle
         hooks = kubernetes.hooks(boot.dataplane.hooks) if kubernetes else boot.dataplane.hooks
         self.reconciler = Reconciler(
@@ -119,11 +125,16 @@ class Node:
             settings=HandlerSettings(pod_mtu=s.effective_pod_mtu))
         self.server = IpamServer(self.handler, ServerSettings(socket_path=s.socket_path))
         self.leaks = None
-        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning):
+        # Where interfaces cannot be created (Azure), none of ours can leak: no sweep, no listing calls.
+        if not (s.disable_leaked_eni_cleanup or s.disable_network_resource_provisioning
+                or not boot.provider.can_attach_interfaces):
             self.leaks = LeakedEniSweeper(boot.provider, vpc_id=boot.facts.vpc_id,
                                           cluster_name=s.cluster_name, grace_s=s.leaked_eni_gc_grace,
                                           lock=self.reconciler.lock)
         self.endpoints = self._endpoints()
+        if boot.provider.address_writes_are_batched and not s.ip_batch:
+            log.warning("VPCCNI_IP_BATCH=0 on a cloud whose every address write rewrites the interface: "
+                        "each pod may cost one write (the default batch is 16)")
 
     async def start(self, retrying: Callable[[str, Callable[[], Awaitable[list[DescribedEni]]]],
                                              Awaitable[list[DescribedEni]]]) -> None:
@@ -162,14 +173,15 @@ class Node:
     async def _check_vpc_cidrs(self) -> None:
         """A VPC may gain CIDR blocks while the node runs; SNAT must then spare them (aws: every 30 s).
         IMDS is enough here: a lagging answer only delays the update by one period, it removes nothing;
-        an IMDS that does not answer is a warning, not a fault of this task."""
+        an IMDS that does not answer is a warning, not a fault of this task. (Azure: the virtual network's
+        address space, read from ARM; a refused or failed read is a warning too.)"""
         try:
-            primary = await asyncio.to_thread(self.boot.imds.interface, self.boot.identity.mac)
-        except RetryableError as exc:
+            cidrs = await asyncio.to_thread(self.boot.vpc_cidrs)
+        except (RetryableError, CloudError) as exc:
             log.warning("VPC CIDR watch: %s", exc)
             return
-        if primary.vpc_cidrs:
-            await self.dataplane.update_vpc_cidrs(primary.vpc_cidrs)
+        if cidrs:
+            await self.dataplane.update_vpc_cidrs(cidrs)
 
     def _endpoints(self) -> list[HttpEndpoint]:
         s = self.settings
@@ -243,6 +255,8 @@ class Node:
                                        jitter=0.1)
         tasks["churn-journal"] = every(JOURNAL_FLUSH_S, lambda: asyncio.to_thread(self.journal.flush),
                                        what="churn journal flush")
+        tasks["slow-cloud-calls"] = every(SLOW_CALL_CHECK_S, self._log_slow_calls,
+                                          what="slow cloud call watch")
         tasks["conflist"] = self.conflist.run()
         if self.k8s is not None:
             from ipamd.app.k8s import REFRESH_S as K8S_REFRESH_S
@@ -257,6 +271,14 @@ class Node:
         for endpoint in self.endpoints:
             tasks[endpoint.name] = endpoint.serve_forever()
         return tasks
+
+    async def _log_slow_calls(self) -> None:
+        """A cloud call that hangs is logged while it hangs (when it passes SLOW_CALL_S, then as its age
+        doubles): its attempts end in silence until the retry policy gives up, a minute later."""
+        in_flight = self.boot.in_flight
+        now = in_flight.now()
+        for call in in_flight.newly_slow():
+            log.warning("EC2 %s, longer than expected (%gs)", call.describe(now), in_flight.slow_after_s)
 
     def _node_ready(self) -> bool:  # the startup taint waits for kubelet's conflist too
         return self.can_serve() and self.conflist.in_place

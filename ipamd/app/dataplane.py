@@ -28,6 +28,7 @@ from ipamd.state.datastore import Allocation, Datastore
 from vpccni.cloud.base import NetworkInterface
 from vpccni.config.settings import Settings
 from vpccni.errors import PlumbingFailed
+from vpccni.net.nsutil import NetnsFd
 from vpccni.wire.protocol import AllocationResult, Request
 
 log = logging.getLogger("ipamd.app.main")
@@ -120,13 +121,13 @@ class CrashingPodNetwork:
         self._inner = inner
         self._crash = crash
 
-    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
+    async def setup(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> AllocationResult:
         self._crash.reached("server.add.before_reply")
-        return await self._inner.setup(alloc, req)
+        return await self._inner.setup(alloc, req, ns)
 
-    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
+    async def teardown(self, alloc: AllocationResult | None, req: Request, ns: NetnsFd | None) -> None:
         self._crash.reached("server.del.before_release")
-        await self._inner.teardown(alloc, req)
+        await self._inner.teardown(alloc, req, ns)
 
-    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
-        return await self._inner.check(alloc, req)
+    async def check(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> list[str]:
+        return await self._inner.check(alloc, req, ns)

@@ -64,3 +64,6 @@ def configure_logging(settings: Settings) -> None:
     # boto's own debug output is a firehose of wire bytes; our CallObserver already records every call.
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # The Azure SDK logs every request and answer, headers included, at INFO: the same firehose (the
+    # observer records the calls; azure-identity's token failures still come through as warnings).
+    logging.getLogger("azure").setLevel(max(logging.WARNING, root.level))

@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         for problem in bad.problems:
             sys.stderr.write(f"{PROG}: {problem}\n")
         return EXIT_CONFIG
-    configure_logging(settings)
+    try:
+        configure_logging(settings)
+    except OSError as exc:  # e.g. the log directory's hostPath not mounted into a read-only container
+        sys.stderr.write(f"{PROG}: cannot start: cannot open the log file {settings.log_file} "
+                         f"(AWS_VPC_K8S_CNI_LOG_FILE): {exc.strerror}: {exc.filename}\n")
+        return EXIT_FAILED
     try:
         return asyncio.run(Daemon(settings, crash, started).run())
     except ConfigError as bad:  # found only once running (e.g. no Kubernetes credentials): still exit 2
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except PermanentError as exc:
         log.critical("cannot start: %s", exc)
+        sys.stderr.write(f"{PROG}: cannot start: {exc}\n")
+        return EXIT_FAILED
+    except OSError as exc:  # a path it must write is missing or read-only (a hostPath not mounted)
+        log.critical("cannot start: %s", exc, exc_info=True)
         sys.stderr.write(f"{PROG}: cannot start: {exc}\n")
         return EXIT_FAILED
 

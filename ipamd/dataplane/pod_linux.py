@@ -7,7 +7,9 @@ How ipamd main wires it::
     handler = RequestHandler(datastore, committer, podnet, ...)
 
 ``setup``/``teardown``/``check`` are coroutines; the blocking netlink work runs in a worker thread
-(``asyncio.to_thread``), so the event loop never waits on the kernel. Every failure is a
+(``asyncio.to_thread``), so the event loop never waits on the kernel. The pod's namespace is the
+descriptor the plugin passed; the thread works on its own copy of it (the request's is closed once the
+answer is sent, even if the thread still runs), and no runtime path is ever opened. Every failure is a
 :class:`~vpccni.errors.PlumbingError` naming the step, so the handler can roll back and say why.
 :meth:`pod_exists_predicate` dumps the links once and answers "does this allocation's host veth still exist?"
 for every checkpointed allocation (aws-node's restart check: ``ReadBackingStore`` keeps only pods whose veth
@@ -23,18 +25,17 @@ two never fight over one host veth name.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ipamd.dataplane.netns import netns_problem
 from ipamd.state.datastore import Allocation
 from vpccni.config.settings import Settings
 from vpccni.errors import PlumbingError
 from vpccni.net.hostroutes import HostRoute, main_host_routes, remove_host_routing
 from vpccni.net.names import DEFAULT_VETH_PREFIX, host_veth_name, route_table_for_device, validate_veth_prefix
-from vpccni.net.nsutil import error_code, fail, iproute
+from vpccni.net.nsutil import NetnsFd, error_code, fail, iproute
 from vpccni.net.pod import PodAttachment, check_pod, setup_pod, teardown_pod
 from vpccni.net.rtnl import rtnl
 from vpccni.wire.cniresult import host_routing_from_prev_result
@@ -76,27 +77,39 @@ class LinuxPodNetwork:
 
     # --- PodNetwork -------------------------------------------------------------------------------
 
-    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
-        return await asyncio.to_thread(self._guarded, "set up pod network", self.setup_blocking, alloc, req)
+    async def setup(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> AllocationResult:
+        return await self._off_loop("set up pod network", self.setup_blocking, alloc, req, ns)
 
-    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
-        await asyncio.to_thread(self._guarded, "tear down pod network", self.teardown_blocking, alloc, req)
+    async def teardown(self, alloc: AllocationResult | None, req: Request, ns: NetnsFd | None) -> None:
+        await self._off_loop("tear down pod network", self.teardown_blocking, alloc, req, ns)
 
-    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
+    async def check(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> list[str]:
         try:
-            return await asyncio.to_thread(
-                self._guarded, "check pod network", self.check_blocking, alloc, req
-            )
+            return await self._off_loop("check pod network", self.check_blocking, alloc, req, ns)
         except PlumbingError as exc:  # CHECK answers with sentences, never with an exception
             return [f"could not check the pod's plumbing: {exc}"]
 
+    async def _off_loop(self, step: str, func: Callable[..., T], alloc: AllocationResult | None,
+                        req: Request, ns: NetnsFd | None) -> T:
+        # The thread's own descriptor: the request's is closed when the answer goes, and a request given up
+        # on (ipamd stopping) must not leave the thread setns(2)-ing into a number reused meanwhile.
+        own = NetnsFd(os.dup(ns.fd), ns.label) if ns is not None else None
+
+        def run() -> T:
+            try:
+                return self._guarded(step, func, alloc, req, own)
+            finally:
+                if own is not None:
+                    os.close(own.fd)
+
+        return await asyncio.to_thread(run)
+
     # --- the same, blocking (for threads that are already off the loop) ---------------------------
 
-    def setup_blocking(self, alloc: AllocationResult, req: Request) -> AllocationResult:
+    def setup_blocking(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> AllocationResult:
         ifname = req.ifname or alloc.container_ifname
-        netns = req.netns or alloc.netns
         att = PodAttachment(
-            pod_netns=netns,
+            pod_netns=ns,
             ifname=ifname,
             host_ifname=self.host_ifname(req.pod, req.container_id, ifname),
             ipv4=alloc.ipv4,
@@ -111,10 +124,10 @@ class LinuxPodNetwork:
             container_mac=links.pod_mac,
             route_table=att.table,
             mtu=att.mtu,
-            netns=netns,
+            netns=ns.label,
         )
 
-    def teardown_blocking(self, alloc: AllocationResult | None, req: Request) -> None:
+    def teardown_blocking(self, alloc: AllocationResult | None, req: Request, ns: NetnsFd | None) -> None:
         if alloc is None:
             self._teardown_unknown(req)
             return
@@ -125,17 +138,13 @@ class LinuxPodNetwork:
         # routing points at, the routing is this pod's (also when the veth name does not match ours, e.g.
         # after AWS_VPC_K8S_CNI_VETHPREFIX changed). remove_host_routing without a guard does that.
         remove_host_routing(alloc.ipv4, netns=self.netns)
-        teardown_pod(self._attachment(alloc, req, ifname, present or candidates[0]), netns=self.netns)
+        teardown_pod(self._attachment(alloc, req, ifname, present or candidates[0], ns), netns=self.netns)
 
-    def check_blocking(self, alloc: AllocationResult, req: Request) -> list[str]:
+    def check_blocking(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> list[str]:
         ifname = req.ifname or alloc.container_ifname
         candidates = self._candidate_names(req, ifname, alloc.host_ifname)
         host = self._first_present(candidates) or candidates[0]
-        # The raw path: a missing namespace is a problem to name here, not something to skip.
-        att = dataclasses.replace(
-            self._attachment(alloc, req, ifname, host), pod_netns=req.netns or alloc.netns
-        )
-        return check_pod(att, netns=self.netns)
+        return check_pod(self._attachment(alloc, req, ifname, host, ns), netns=self.netns)
 
     # --- helpers for ipamd main and the reconciler ------------------------------------------------
 
@@ -183,9 +192,9 @@ class LinuxPodNetwork:
     # --- internals --------------------------------------------------------------------------------
 
     def _attachment(self, alloc: AllocationResult, req: Request, ifname: str,
-                    host_ifname: str) -> PodAttachment:
+                    host_ifname: str, ns: NetnsFd | None) -> PodAttachment:
         return PodAttachment(
-            pod_netns=_usable_netns(req.netns or alloc.netns),
+            pod_netns=ns,
             ifname=ifname,
             host_ifname=host_ifname,
             ipv4=alloc.ipv4,
@@ -251,13 +260,3 @@ class LinuxPodNetwork:
             raise
         except Exception as exc:
             fail(step, exc)
-
-
-def _usable_netns(path: str) -> str | None:
-    """The pod's netns for teardown/check, or None when it cannot be used (gone, or not a netns):
-    teardown then does the host side only, which is all that matters once the namespace is gone."""
-    if not path:
-        return None
-    if path.startswith("/") and netns_problem(path) is not None:
-        return None
-    return path

@@ -19,6 +19,7 @@ from typing import Literal
 from ipamd.dataplane.pod import PodNetwork
 from ipamd.k8s.integration import K8sNodeAgent
 from vpccni.errors import KubernetesError
+from vpccni.net.nsutil import NetnsFd
 from vpccni.wire.protocol import AllocationResult, Request
 
 log = logging.getLogger("ipamd.k8s.annotations")
@@ -65,16 +66,16 @@ class AnnotatingPodNetwork:
         self._inner = inner
         self._annotator = annotator
 
-    async def setup(self, alloc: AllocationResult, req: Request) -> AllocationResult:
-        done = await self._inner.setup(alloc, req)
+    async def setup(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> AllocationResult:
+        done = await self._inner.setup(alloc, req, ns)
         if req.pod.namespace and req.pod.name:
             self._annotator.queue(("annotate", req.pod.namespace, req.pod.name, done.ipv4))
         return done
 
-    async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
-        await self._inner.teardown(alloc, req)
+    async def teardown(self, alloc: AllocationResult | None, req: Request, ns: NetnsFd | None) -> None:
+        await self._inner.teardown(alloc, req, ns)
         if alloc is not None and req.pod.namespace and req.pod.name:
             self._annotator.queue(("clear", req.pod.namespace, req.pod.name, alloc.ipv4))
 
-    async def check(self, alloc: AllocationResult, req: Request) -> list[str]:
-        return await self._inner.check(alloc, req)
+    async def check(self, alloc: AllocationResult, req: Request, ns: NetnsFd) -> list[str]:
+        return await self._inner.check(alloc, req, ns)

@@ -10,6 +10,7 @@ input/output types live in :mod:`.model`, the rules in :mod:`.stats`, :mod:`.tar
 """
 
 
+from ipamd.pool.batch import batched_goal, batched_release, batching, single_step
 from ipamd.pool.decision import decide
 from ipamd.pool.grow import BLOCKED_ENI_LIMIT, BLOCKED_MAX_PODS, GrowthPlan, max_pods_headroom, plan_growth
 from ipamd.pool.model import CidrState, Decision, EniState, NodeCapacity, PoolState, PoolTargets, PoolTimers
@@ -43,6 +44,9 @@ __all__ = [
     "PoolTargets",
     "PoolTimers",
     "addresses_per_eni",
+    "batched_goal",
+    "batched_release",
+    "batching",
     "cidrs_per_eni",
     "cidrs_wanted",
     "decide",
@@ -58,6 +62,7 @@ __all__ = [
     "pool_stats",
     "serves_pods",
     "shortfall",
+    "single_step",
     "surplus_addresses",
     "unit_size",
 ]

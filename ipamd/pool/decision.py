@@ -23,6 +23,7 @@ puts them together: a short pool only grows, a pool at or above its targets only
 
 from __future__ import annotations
 
+from ipamd.pool.batch import batched_release
 from ipamd.pool.grow import plan_growth
 from ipamd.pool.model import Decision, NodeCapacity, PoolState, PoolTargets, PoolTimers
 from ipamd.pool.shrink import deletable_eni, excluded_release, idle_excluded_eni, plan_release
@@ -59,7 +60,7 @@ def decide(
         notes.append(f"{mode}: shrinking as if {state.peak_in_use} were in use (recent peak, "
                      f"now {stats.in_use})")
         stats = stats.at_demand(state.peak_in_use)
-    over = excess(stats, targets)
+    over = batched_release(excess(stats, targets), stats, targets)
     victim = deletable_eni(state, stats, targets, capacity, timers)
     left = over - (len(victim.cidrs) if victim is not None else 0)
     release: tuple[tuple[str, tuple[str, ...]], ...] = ()

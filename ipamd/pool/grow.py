@@ -7,7 +7,9 @@ Calls are the scarce resource (EC2 throttles per account), so the plan batches:
 * if they cannot cover the shortfall, the same decision also asks for one new ENI, created with its
   CIDRs in the CreateNetworkInterface call (aws does one step per 5 s tick and a separate assign);
 * in WARM_ENI_TARGET mode a touched ENI is filled to capacity and a new ENI comes full, as aws does
-  (``toAllocate = maxIPsPerENI``): the call costs the same and the next arrivals need none.
+  (``toAllocate = maxIPsPerENI``): the call costs the same and the next arrivals need none;
+* with VPCCNI_IP_BATCH the goal is rounded up to whole batches (:mod:`ipamd.pool.batch`);
+* where interfaces are fixed (``NodeCapacity.interfaces_fixed``, Azure) no new ENI is ever planned.
 
 The pool never grows past max pods. In prefix mode the prefix that crosses max pods is still
 allowed, otherwise the last few pods could never get an address. When the pool stays short and
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ipamd.pool.batch import batched_goal
 from ipamd.pool.model import NodeCapacity, PoolState, PoolTargets
 from ipamd.pool.stats import PoolStats, cidrs_per_eni, serves_pods, unit_size
 from ipamd.pool.targets import cidrs_wanted
@@ -53,7 +56,7 @@ def plan_growth(
     """The cheapest set of calls that covers ``short`` addresses, within ENI slots and max pods."""
     per_eni = cidrs_per_eni(capacity, targets)
     whole_enis = not targets.ip_targets_defined and not targets.prefix_delegation
-    goal = cidrs_wanted(stats, targets, short)
+    goal = batched_goal(cidrs_wanted(stats, targets, short), targets)
     headroom = max_pods_headroom(stats, targets, capacity)
     added = 0
     assign: list[tuple[str, int]] = []
@@ -70,7 +73,7 @@ def plan_growth(
         assign.append((eni.eni_id, count))
         added += count
         headroom -= count
-    eni_room = len(state.enis) < capacity.max_enis and per_eni > 0
+    eni_room = len(state.enis) < capacity.max_enis and per_eni > 0 and not capacity.interfaces_fixed
     new_eni = 0
     if added < goal and headroom > 0 and eni_room:
         new_eni = min(per_eni if whole_enis else min(per_eni, goal - added), headroom)
@@ -80,6 +83,6 @@ def plan_growth(
     if added < goal:
         if headroom <= 0:
             blocked = BLOCKED_MAX_PODS
-        elif len(state.enis) + (1 if new_eni else 0) >= capacity.max_enis or per_eni <= 0:
+        elif not eni_room or len(state.enis) + (1 if new_eni else 0) >= capacity.max_enis:
             blocked = BLOCKED_ENI_LIMIT
     return GrowthPlan(tuple(assign), new_eni, blocked)

@@ -26,6 +26,9 @@ class PoolTargets:
     # leaves the pool exactly at its grow trigger: one arrival re-creates the ENI (5 calls per flap).
     # 0 = aws's exact rule.
     eni_free_margin: float = 0.5
+    # VPCCNI_IP_BATCH: with IP targets in secondary-IP mode, grow and give back whole batches of this many
+    # addresses (ipamd.pool.batch); 0 = no batches, aws's rules.
+    ip_batch: int = 0
 
     @property
     def ip_targets_defined(self) -> bool:
@@ -41,6 +44,9 @@ class NodeCapacity:
     slots_per_eni: int  # the instance type's IPv4 addresses per ENI, primary address included
     max_pods: int  # the pool stops growing once it holds this many addresses
     primary_serves_pods: bool = True  # False under custom networking
+    # The node's interfaces can be neither added nor removed (Azure: a running VM's NICs are fixed): the
+    # pool grows only by addresses on them and never plans a new or a freed interface.
+    interfaces_fixed: bool = False
 
     @property
     def ips_per_eni(self) -> int:

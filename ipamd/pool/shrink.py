@@ -40,6 +40,8 @@ def deletable_eni(
     timers: PoolTimers,
 ) -> EniState | None:
     """The one ENI to detach and delete now, or None. ``stats`` = :func:`pool_stats` of ``state``."""
+    if capacity.interfaces_fixed:  # Azure: a running VM's NICs cannot be detached
+        return None
     over = excess(stats, targets)
     whole_eni_mode = not targets.ip_targets_defined and not targets.prefix_delegation
     if whole_eni_mode and not eni_surplus(stats, targets, capacity):

@@ -33,6 +33,7 @@ from vpccni.cloud.base import Attachment, NetworkInterface
 from vpccni.errors import (
     CloudError,
     CloudInvalidRequest,
+    CloudUnsupported,
     EniConfigMissing,
     EniLimitExceeded,
     NoCidrBlock,
@@ -40,6 +41,14 @@ from vpccni.errors import (
 )
 
 DELETE_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+
+
+def _require_attachable(ctx: NodeContext, action: str) -> None:
+    """The pool math never plans an interface change where the cloud cannot make one (Azure); if it ever
+    did, that is a bug, refused here before any call rather than by the cloud."""
+    if not ctx.provider.can_attach_interfaces:
+        raise CloudUnsupported(action, "InterfacesFixed", "this cloud adds and removes no interface while "
+                               "the instance runs; the pool asked for one (a bug)")
 
 
 def _addresses(cidrs: tuple[str, ...] | list[str]) -> list[str]:
@@ -74,6 +83,7 @@ class EniActions:
     async def create_eni(self, count: int) -> NetworkInterface:
         """Create, attach and admit a new ENI holding ``count`` addresses (prefixes)."""
         ctx = self.ctx
+        _require_attachable(ctx, "CreateNetworkInterface")
         subnets, groups = await self._placement()
         eni = await self._create_in_first_with_room(subnets, groups, count)
         ctx.crash.reached("grow.eni.after_create")
@@ -176,6 +186,7 @@ class EniActions:
     async def free_eni(self, eni_id: str) -> bool:
         """Detach and delete an empty ENI; False when it holds something now (nothing done)."""
         ctx = self.ctx
+        _require_attachable(ctx, "DetachNetworkInterface")
         try:
             ctx.datastore.remove_eni(eni_id)
         except InUse:

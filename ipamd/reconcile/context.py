@@ -10,8 +10,9 @@ Hooks are the seams for code that is not the reconciler's:
 * ``eni_target``: custom networking's ENIConfig lookup (the Kubernetes side); None = no ENIConfig.
 * ``node_unschedulable``: the node is cordoned (AWS_MANAGE_ENIS_NON_SCHEDULABLE=false stops growing and
   shrinking then).
-* ``on_unauthorized``: EC2 refused an action for lack of IAM permission (the Kubernetes side turns it
-  into a ``MissingIAMPermissions`` event, as aws-node does).
+* ``on_unauthorized``: the cloud refused an action for lack of permission, EC2's IAM or an Azure role (the
+  Kubernetes side turns it into a ``MissingIAMPermissions`` event, as aws-node does); the argument is the
+  permission the cloud named (``ec2:CreateTags``, ``Microsoft.Network/networkInterfaces/write``).
 * ``eni_attached`` / ``eni_detached``: host-side ENI setup (link, address, route table, rule) before the
   ENI's addresses serve pods, and its teardown (vpccni.net.host, wired through the dataplane).
 """
@@ -47,7 +48,7 @@ async def _no_eni_teardown(eni_id: str) -> None:
 
 
 def _log_unauthorized(action: str, message: str) -> None:
-    log.error("EC2 refused %s: missing IAM permission (%s)", action, message)
+    log.error("the cloud refused %s: missing permission (%s)", action, message)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ipamd.pool import NodeCapacity, PoolTargets, PoolTimers
 from vpccni.cloud.aws.tags import DESCRIPTION_PREFIX, TAG_INSTANCE_ID, TAG_NO_MANAGE
+from vpccni.cloud.azure import vm_sizes
 from vpccni.cloud.base import NetworkInterface
 from vpccni.config import limits as limits_mod
 from vpccni.config.limits import InstanceLimits
@@ -69,6 +70,7 @@ def pool_targets(settings: Settings, limits: InstanceLimits) -> PoolTargets:
         minimum_ip_target=settings.minimum_ip_target,
         warm_prefix_target=settings.warm_prefix_target,
         prefix_delegation=prefix_delegation(settings, limits),
+        ip_batch=settings.ip_batch,
         **margin,
     )
 
@@ -83,7 +85,15 @@ def eni_limit(settings: Settings, limits: InstanceLimits) -> int:
 
 
 def max_pods(settings: Settings, limits: InstanceLimits, node_capacity_pods: int | None = None) -> int:
-    """VPCCNI_MAX_PODS, else the Node's ``status.capacity.pods``, else the instance-type formula."""
+    """VPCCNI_MAX_PODS, else the Node's ``status.capacity.pods``, else the instance-type formula.
+
+    On Azure ``limits.max_enis`` is the NICs the VM booted with, the formula is
+    :func:`vpccni.cloud.azure.vm_sizes.max_pods`'s (at most 250), and whatever the source the pool never
+    holds more than the VM's IP configurations allow (256 over all its NICs, less their primaries)."""
+    if settings.cloud == "azure":
+        vm_cap = vm_sizes.pod_addresses(max(limits.max_enis, 1))
+        wanted = settings.max_pods or node_capacity_pods or vm_sizes.MAX_PODS_PER_NODE
+        return min(wanted, vm_cap)
     if settings.max_pods is not None:
         return settings.max_pods
     if node_capacity_pods is not None:
@@ -104,6 +114,7 @@ def node_capacity(
         slots_per_eni=limits.ipv4_per_eni,
         max_pods=max_pods(settings, limits, node_capacity_pods),
         primary_serves_pods=not settings.custom_network_cfg,
+        interfaces_fixed=settings.cloud == "azure",  # a running VM's NICs can be neither added nor removed
     )
 
 

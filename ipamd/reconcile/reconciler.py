@@ -30,7 +30,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import groupby
 
-from ipamd.pool import Decision, NodeCapacity, PeakWindow, PoolState, PoolStats, decide, pool_stats
+from ipamd.pool import (
+    Decision,
+    NodeCapacity,
+    PeakWindow,
+    PoolState,
+    PoolStats,
+    batching,
+    decide,
+    pool_stats,
+    single_step,
+)
 from ipamd.reconcile.actions import EniActions
 from ipamd.reconcile.context import NodeContext, log
 from ipamd.reconcile.node import node_capacity, pool_targets, pool_timers
@@ -57,18 +67,18 @@ UNAUTHORIZED_BACKOFF_MAX_S = 300.0
 _SUBNET_FULL_HINT = "VPCCNI_SUBNET_FULL_BACKOFF"
 
 
-# How each refusal of a growth call is reported: (error type, reason, sentence, resync from EC2 after it).
+# How each refusal of a growth call is reported: (error type, reason, sentence, resync from the cloud after).
 # A limit EC2 enforced means our view of the node may be stale, so the next pass asks EC2 again; so does any
 # other error, whose outcome may be ambiguous.
 GROWTH_REFUSALS: tuple[tuple[type[CloudError], NoIpReason, str, bool], ...] = (
     (SubnetFull, NoIpReason.SUBNET_FULL, "the subnet has no free address ({detail})", False),
     (NoCidrBlock, NoIpReason.NO_CIDR_BLOCK, "the subnet has no free aligned /28 ({detail})", False),
-    (EniLimitExceeded, NoIpReason.ENI_LIMIT, "EC2 refused more: {detail}; resyncing from EC2", True),
-    (AddressLimitExceeded, NoIpReason.ENI_LIMIT, "EC2 refused more: {detail}; resyncing from EC2", True),
+    (EniLimitExceeded, NoIpReason.ENI_LIMIT, "{api} refused more: {detail}; resyncing from {api}", True),
+    (AddressLimitExceeded, NoIpReason.ENI_LIMIT, "{api} refused more: {detail}; resyncing from {api}", True),
     (CloudThrottled, NoIpReason.THROTTLED,
-     "EC2 throttled the pool's calls ({detail}); retrying within the API budget", False),
+     "{api} throttled the pool's calls ({detail}); retrying within the API budget", False),
 )
-_OTHER_REFUSAL = (NoIpReason.CLOUD_ERROR, "{detail}; resyncing from EC2", True)
+_OTHER_REFUSAL = (NoIpReason.CLOUD_ERROR, "{detail}; resyncing from {api}", True)
 
 
 def unauthorized_backoff(refusals: int) -> float:
@@ -123,12 +133,18 @@ class Reconciler:
         # waits out the back-off, as aws-node does (the simulator's aws-like policy).
         self._per_subnet = subnet_full_per_subnet
         self._full_subnets: dict[str, float] = {}  # subnet id -> monotonic time its mark expires
+        self._single_steps_until = -math.inf  # monotonic: grow one address per write (the subnet was full)
         self._grow_refusals = RefusalBackoff()
         self._shrink_refusals = RefusalBackoff()  # releases and ENI frees
         self.resync_requested = False
         self.unauthorized: dict[str, str] = {}  # action -> the last refusal's message
         self.ticks = 0
         self.syncs = 0
+
+    @property
+    def _api(self) -> str:
+        """Who answered, in the reasons an ADD gets: EC2, or Azure Resource Manager."""
+        return "ARM" if self.ctx.settings.cloud == "azure" else "EC2"
 
     # --- capacity --------------------------------------------------------------------------------
 
@@ -163,6 +179,8 @@ class Reconciler:
             stats = pool_stats(state, self.capacity.primary_serves_pods)
             state = replace(state, peak_in_use=self.peak.observe(now, stats.in_use))
             decision = decide(state, self.targets, self.capacity, self.timers)
+            if now < self._single_steps_until:
+                decision = single_step(decision)
             self.last_decision, self.last_decision_at = decision, self._clock()
             self.last_decision_basis = stats
             self.ticks += 1
@@ -208,7 +226,7 @@ class Reconciler:
                     try:
                         await self.actions.assign(eni_id, count)
                     except (SubnetFull, NoCidrBlock) as exc:
-                        if not self._per_subnet or not self._subnet_refused(eni_id, exc):
+                        if not self._marks_subnet(exc) or not self._subnet_refused(eni_id, exc):
                             raise
                         refused = True
                 if d.new_eni:
@@ -259,6 +277,15 @@ class Reconciler:
             replace(e, subnet_full=True) if subnets.get(e.eni_id) in self._full_subnets else e
             for e in state.enis))
 
+    def _marks_subnet(self, exc: SubnetFull | NoCidrBlock) -> bool:
+        """Whether a refusal for lack of room marks the ENI's subnet full and growth goes elsewhere. Not
+        where no ENI can be added (fixed NICs: there is no elsewhere), nor on a batch's first refusal (one
+        address per write is tried first, see :meth:`_grow_failed`)."""
+        if not self._per_subnet or self.capacity.interfaces_fixed:
+            return False
+        first_batch = batching(self.targets) > 1 and self._monotonic() >= self._single_steps_until
+        return not (isinstance(exc, SubnetFull) and first_batch)
+
     def _subnet_refused(self, eni_id: str, exc: SubnetFull | NoCidrBlock) -> bool:
         """EC2 refused addresses on ``eni_id`` for lack of room in its subnet: mark the subnet full (the
         next passes grow elsewhere). False when the ENI's subnet is not known (the caller re-raises)."""
@@ -280,6 +307,11 @@ class Reconciler:
         if d.blocked == NoIpReason.MAX_PODS:
             return (f"the pool holds {stats.total} addresses and max pods is {cap.max_pods}; "
                     f"{d.short} more wanted by the warm targets")
+        if cap.interfaces_fixed:
+            nics = len(self.ctx.datastore.enis())
+            return (f"every NIC is full: the pool holds {stats.total} addresses on the {nics} NIC(s) "
+                    f"{self.ctx.facts.instance_type} booted with, and a running VM gains no NIC; {d.short} "
+                    "more address(es) wanted")
         cap_note = f", MAX_ENI={self.ctx.settings.max_eni}" if self.ctx.settings.max_eni else ""
         unmanaged = f", {len(self.ctx.unmanaged)} not managed by ipamd" if self.ctx.unmanaged else ""
         return (f"every ENI is full and the node has {len(self.ctx.datastore.enis())} of {cap.max_enis} ENIs "
@@ -291,10 +323,20 @@ class Reconciler:
         if isinstance(exc, Unauthorized):
             self._backoff_until = self._grow_refusals.refused(self._monotonic())
             self._backoff_reason = NoIpReason.UNAUTHORIZED
-            self._backoff_hint = f"doubling while EC2 refuses, at most {UNAUTHORIZED_BACKOFF_MAX_S:g}s"
+            self._backoff_hint = (f"doubling while {self._api} refuses, at most "
+                                  f"{UNAUTHORIZED_BACKOFF_MAX_S:g}s")
             self._unauthorized(exc)
             return
-        detail = f"EC2 {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
+        detail = f"{self._api} {exc.code} on {exc.action}" + (f": {exc.message}" if exc.message else "")
+        backoff = self.ctx.settings.subnet_full_backoff
+        if isinstance(exc, SubnetFull) and batching(self.targets) > 1 and self._monotonic() >= \
+                self._single_steps_until:
+            # Azure CNS drops its batch to 1 on an exhausted subnet: one address may fit where a batch did
+            # not, so the next passes grow one address per write, with no back-off before the first.
+            self._single_steps_until = self._monotonic() + backoff
+            self.status.block(NoIpReason.SUBNET_FULL, f"the subnet has no room for a batch ({detail})",
+                              f"growing one address per write for {backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)")
+            return
         reason, says, resync = next(((r, s, again) for kind, r, s, again in GROWTH_REFUSALS
                                      if isinstance(exc, kind)), _OTHER_REFUSAL)
         # An ENI attached before the refusal (e.g. DeleteOnTermination throttled) is adopted from EC2.
@@ -302,20 +344,22 @@ class Reconciler:
         self.resync_requested = self.resync_requested or resync or unadopted is not None
         retry = ""
         if reason in (NoIpReason.SUBNET_FULL, NoIpReason.NO_CIDR_BLOCK):
-            backoff = self.ctx.settings.subnet_full_backoff
             self._backoff_until = self._monotonic() + backoff
+            if batching(self.targets) > 1:  # even one address did not fit: stay at one after the wait
+                self._single_steps_until = self._backoff_until + backoff
             self._backoff_hint = _SUBNET_FULL_HINT
             self._backoff_reason = reason
             retry = f"next growth attempt in {backoff:g}s (VPCCNI_SUBNET_FULL_BACKOFF)"
-        self.status.block(reason, says.format(detail=detail), retry)
+        self.status.block(reason, says.format(detail=detail, api=self._api), retry)
 
     def _unauthorized(self, exc: Unauthorized) -> None:
         self.unauthorized[exc.action] = exc.message or exc.code
         # The hook (a MissingIAMPermissions Event) names the permission EC2 said is missing, which is not
         # always the action called: a tagged CreateNetworkInterface needs ec2:CreateTags too.
         self.ctx.hooks.on_unauthorized(exc.permission, exc.message or exc.code)
-        self.status.block(NoIpReason.UNAUTHORIZED, f"EC2 refused {exc.action}: missing IAM permission "
-                          f"({exc.code}{': ' + exc.message if exc.message else ''})")
+        what = "role" if self.ctx.settings.cloud == "azure" else "IAM"
+        self.status.block(NoIpReason.UNAUTHORIZED, f"{self._api} refused {exc.action}: missing {what} "
+                          f"permission ({exc.code}{': ' + exc.message if exc.message else ''})")
 
     async def _shrink(self, d: Decision) -> None:
         stale = self.ctx.datastore.stale_mode_cidrs()

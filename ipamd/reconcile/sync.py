@@ -145,9 +145,11 @@ class Ec2Sync:
             return len(dropped)
 
     async def _fix_up(self, eni: NetworkInterface) -> None:
-        """Tags aws-node puts on every ENI it manages, and DeleteOnTermination (not on the primary)."""
+        """Tags aws-node puts on every ENI it manages, and DeleteOnTermination (not on the primary).
+        Where interfaces cannot be created (Azure) there is neither: the NICs are the VM's own, follow its
+        delete option, and tagging one would cost a whole-NIC write."""
         ctx = self.ctx
-        if eni.interface_id == ctx.facts.primary_eni_id:
+        if eni.interface_id == ctx.facts.primary_eni_id or not ctx.provider.can_attach_interfaces:
             return
         wanted = interface_tags(instance_id=ctx.facts.instance_id, created_at=datetime.fromtimestamp(0, UTC),
                                 cluster_name=ctx.settings.cluster_name or "",

@@ -1,13 +1,23 @@
 """What ipamd does for each plugin request (ADD, DEL, CHECK, GC, STATUS, PING), apart from the socket.
 
-Order of an ADD: validate identifiers and the netns -> hold the key -> (deadline check) -> assign ->
+The pod's namespace is the descriptor that came with the request (:mod:`ipamd.dataplane.netns` checks
+it: a network namespace, and neither ipamd's own nor the host's), never a path: ADD and CHECK need one, a
+DEL has one while the namespace exists. A descriptor that fails the check refuses the request with
+``invalid_netns`` before anything changes, whatever the verb. The caller (the server) owns the descriptor
+and closes it after the reply.
+
+Order of an ADD: validate identifiers and the namespace -> hold the key -> (deadline check) -> assign ->
 durable commit -> plumb -> reply. A reply is only sent for state already on disk. If plumbing fails the
 assignment is rolled back (durably) and the reply says ``plumbing``; nothing is left half-done.
 
 DEL: hold the key -> tear down -> release into cooldown -> durable commit -> reply. An unknown key is
-success (the address may already be gone), a missing netns or prevResult is success; a teardown that
-fails on something still present keeps the address and fails, so the runtime retries rather than the
-address being reused under a stale route.
+success (the address may already be gone), a DEL without namespace or prevResult is success (the host side
+is torn down); a teardown that fails on something still present keeps the address and fails, so the
+runtime retries rather than the address being reused under a stale route.
+
+Versions (:mod:`vpccni.wire.protocol`): a request is answered in its own version. A version-1 ADD or CHECK
+(a plugin that names the namespace by path) is refused with ``unsupported_version``; version 1's other
+verbs are served.
 
 GC releases every allocation of the request's network whose attachment is not in the valid list, in one
 commit, exclusive of ADD/DEL. Before :meth:`RequestHandler.mark_ready` (restart recovery not finished)
@@ -26,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ipamd.dataplane.netns import netns_problem
+from ipamd.dataplane.netns import NetnsGuard
 from ipamd.dataplane.pod import PodNetwork
 from ipamd.serve.keylocks import KeyLocks
 from ipamd.state.checkpoint import CheckpointWriteError, Committer
@@ -39,8 +49,12 @@ from ipamd.state.hooks import (
     PoolStatus,
     ServerMetrics,
 )
+from vpccni.errors import InterfaceExists
+from vpccni.net.nsutil import NetnsFd
 from vpccni.wire.protocol import (
+    NETNS_FD_SINCE,
     PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
     AllocationResult,
     ErrorKind,
     NoIpReason,
@@ -72,6 +86,7 @@ class RequestHandler:
         demand: PoolDemand | None = None,
         metrics: ServerMetrics | None = None,
         settings: HandlerSettings | None = None,
+        netns_guard: NetnsGuard | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ds = datastore
@@ -82,6 +97,7 @@ class RequestHandler:
         self.metrics: ServerMetrics = metrics or InMemoryServerMetrics()
         self._settings = settings or HandlerSettings()
         self._monotonic = monotonic
+        self._guard = netns_guard or NetnsGuard()
         self.locks = KeyLocks()  # public for introspection; only the handler takes them
         self.ready = False
 
@@ -89,11 +105,19 @@ class RequestHandler:
         """Recovery is done: serve ADD/DEL/CHECK/GC."""
         self.ready = True
 
-    async def handle(self, req: Request, received_at: float) -> Response:
-        """Answer one request read at monotonic time ``received_at``."""
-        if req.v != PROTOCOL_VERSION:
+    async def handle(self, req: Request, received_at: float, netns_fd: int | None = None) -> Response:
+        """Answer one request read at monotonic time ``received_at``; ``netns_fd`` is the descriptor that
+        came with it (still the caller's to close)."""
+        response = await self._handle(req, received_at, netns_fd)
+        if req.v in SUPPORTED_VERSIONS and response.v != req.v:
+            return response._replace(v=req.v)
+        return response
+
+    async def _handle(self, req: Request, received_at: float, netns_fd: int | None) -> Response:
+        if req.v not in SUPPORTED_VERSIONS:
             return Response.failure(ErrorKind.UNSUPPORTED_VERSION, f"protocol version {req.v} is not "
-                                    f"supported (ipamd speaks {PROTOCOL_VERSION})")
+                                    f"supported (ipamd speaks {PROTOCOL_VERSION}, and 1 for all but ADD and "
+                                    f"CHECK)")
         if req.op is Op.PING:
             return Response(ok=True, status={"ready": self.ready, "pid": os.getpid()})
         if req.op is Op.STATUS:
@@ -105,27 +129,55 @@ class RequestHandler:
             return Response.failure(ErrorKind.NOT_READY, "ipamd is still recovering its state after a start",
                                     NoIpReason.STARTING)
         if req.op is Op.ADD:
-            response = await self._add(req, received_at)
+            response = await self._add(req, received_at, netns_fd)
             error = response.error
             self.metrics.add_request("ok" if error is None else str(error.kind))
             self._demand.poke()  # an address was taken, or none was there: the pool looks again now
             return response
+        if req.op is Op.GC:
+            if netns_fd is not None:
+                return Response.failure(ErrorKind.BAD_REQUEST, "a GC takes no network namespace descriptor")
+            return await self._gc(req, received_at)
+        ns = self._namespace(req, netns_fd)
+        if isinstance(ns, Response):
+            return ns
         if req.op is Op.DEL:
-            return await self._del(req, received_at)
-        if req.op is Op.CHECK:
-            return await self._check(req)
-        return await self._gc(req, received_at)
+            return await self._del(req, received_at, ns)
+        assert ns is not None  # CHECK: _namespace refuses one without
+        return await self._check(req, ns)
 
     async def replay_del(self, req: Request) -> Response:
-        """A DEL the plugin spooled while ipamd was down; runs before the handler is ready."""
-        return await self._del(req, self._monotonic())
+        """A DEL the plugin spooled while ipamd was down; runs before the handler is ready. The host side
+        is torn down; the pod's namespace, if it still exists, goes with its pod."""
+        return await self._del(req, self._monotonic(), None)
+
+    def _namespace(self, req: Request, netns_fd: int | None) -> NetnsFd | Response | None:
+        """The request's namespace, checked; None for a DEL without one; a refusal otherwise."""
+        if req.op in (Op.ADD, Op.CHECK) and req.v < NETNS_FD_SINCE:
+            return Response.failure(
+                ErrorKind.UNSUPPORTED_VERSION,
+                f"a protocol version {req.v} {req.op} names the pod's network namespace by path, which ipamd "
+                f"no longer opens; it needs the namespace passed open (protocol {NETNS_FD_SINCE}): upgrade "
+                "the vpccni CNI plugin on this node (the DaemonSet's init container installs it)")
+        if netns_fd is None:
+            if req.op is Op.DEL:
+                return None
+            return Response.failure(
+                ErrorKind.INVALID_NETNS,
+                f"no network namespace came with the {req.op}: the plugin passes CNI_NETNS "
+                f"({req.netns or 'unset'}) open with its request")
+        checked = self._guard.check(netns_fd, req.netns)
+        if isinstance(checked, str):
+            return Response.failure(ErrorKind.INVALID_NETNS, checked)
+        return checked
 
     # --- operations ------------------------------------------------------------------------------
 
-    async def _add(self, req: Request, received_at: float) -> Response:
-        problem = netns_problem(req.netns)
-        if problem is not None:
-            return Response.failure(ErrorKind.INVALID_NETNS, problem)
+    async def _add(self, req: Request, received_at: float, netns_fd: int | None) -> Response:
+        ns = self._namespace(req, netns_fd)
+        if isinstance(ns, Response):
+            return ns
+        assert ns is not None  # an ADD without one is refused above
         key = AllocationKey(*req.key)
         async with self.locks.key(key):
             started = self._monotonic()
@@ -133,7 +185,7 @@ class RequestHandler:
                 return self._too_late(req, "ADD")
             held = self._ds.get(key)
             if held is None:
-                held = self._ds.assign(key, pod=req.pod, netns=req.netns)
+                held = self._ds.assign(key, pod=req.pod, netns=ns.label)
                 if held is None:
                     reason, why = self._pool_status.why_no_ip()
                     self.metrics.no_ip(reason)
@@ -146,17 +198,20 @@ class RequestHandler:
                     return Response.failure(ErrorKind.INTERNAL, f"assignment not durable: {exc}")
             alloc = self._allocation(held)
             try:
-                alloc = await self._podnet.setup(alloc, req)
+                alloc = await self._podnet.setup(alloc, req, ns)
             except Exception as exc:  # any plumbing failure: roll back, the pod gets nothing half-done
                 log.warning("ADD %s: plumbing %s failed, rolling back: %s", tuple(key), held.address, exc)
-                await self._roll_back(key, alloc, req)
+                await self._roll_back(key, alloc, req, ns)
+                if isinstance(exc, InterfaceExists):  # the runtime's CNI_IFNAME is wrong, not the node
+                    return Response.failure(ErrorKind.IFNAME_EXISTS, str(exc))
                 return Response.failure(ErrorKind.PLUMBING, f"plumbing {held.address} failed: {exc}")
             self.metrics.assign_latency(self._monotonic() - started)
             return Response(ok=True, allocation=alloc)
 
-    async def _roll_back(self, key: AllocationKey, alloc: AllocationResult, req: Request) -> None:
+    async def _roll_back(self, key: AllocationKey, alloc: AllocationResult, req: Request,
+                         ns: NetnsFd) -> None:
         try:
-            await self._podnet.teardown(alloc, req)
+            await self._podnet.teardown(alloc, req, ns)
         except Exception as exc:
             self.metrics.error("teardown")
             log.warning("ADD %s: teardown after failed plumbing failed too: %s", tuple(key), exc)
@@ -168,14 +223,14 @@ class RequestHandler:
             self.metrics.error("checkpoint")
             log.error("ADD %s: rollback not yet durable: %s", tuple(key), exc)
 
-    async def _del(self, req: Request, received_at: float) -> Response:
+    async def _del(self, req: Request, received_at: float, ns: NetnsFd | None) -> Response:
         key = AllocationKey(*req.key)
         async with self.locks.key(key):
             if self._expired(req, received_at, self._monotonic()):
                 return self._too_late(req, "DEL")
             held = self._ds.get(key)
             try:
-                await self._podnet.teardown(self._allocation(held) if held else None, req)
+                await self._podnet.teardown(self._allocation(held) if held else None, req, ns)
             except Exception as exc:
                 self.metrics.error("teardown")
                 return Response.failure(ErrorKind.PLUMBING, f"teardown failed, address kept: {exc}")
@@ -191,7 +246,7 @@ class RequestHandler:
             self._demand.poke()
             return OK
 
-    async def _check(self, req: Request) -> Response:
+    async def _check(self, req: Request, ns: NetnsFd) -> Response:
         key = AllocationKey(*req.key)
         async with self.locks.key(key):
             held = self._ds.get(key)
@@ -199,7 +254,7 @@ class RequestHandler:
                 return Response.failure(ErrorKind.CHECK_FAILED,
                                         f"ipamd holds no address for network {key.network!r}, container "
                                         f"{key.container_id!r}, interface {key.ifname!r}")
-            problems = await self._podnet.check(self._allocation(held), req)
+            problems = await self._podnet.check(self._allocation(held), req, ns)
             if problems:
                 return Response.failure(ErrorKind.CHECK_FAILED, "; ".join(problems))
             return OK
@@ -216,7 +271,7 @@ class RequestHandler:
                 del_req = Request(op=Op.DEL, network=held.key.network, container_id=held.key.container_id,
                                   ifname=held.key.ifname, netns=held.netns, pod=held.pod, reason="GC")
                 try:
-                    await self._podnet.teardown(self._allocation(held), del_req)
+                    await self._podnet.teardown(self._allocation(held), del_req, None)  # host side
                 except Exception as exc:  # continue past errors (spec) and report them
                     self.metrics.error("teardown")
                     failures.append(f"{held.key.container_id}/{held.key.ifname}: {exc}")

@@ -364,6 +364,13 @@ class Datastore:
         now = self._clock() if now is None else now
         return [(a, t) for a, t in self._released_at.items() if now - t < self.cooldown_s]
 
+    def first_back(self, now: float | None = None) -> float | None:
+        """Wall-clock time the first cooling address that can serve a pod leaves cooldown (None: none
+        cools)."""
+        now = self._clock() if now is None else now
+        times = [t for a, t in self._released_at.items() if now - t < self.cooldown_s and self._servable(a)]
+        return min(times) + self.cooldown_s if times else None
+
     def free_count(self, now: float | None = None) -> int:
         """Addresses an ADD could get right now (the readiness probe asks: no per-ENI stats are built)."""
         now = self._clock() if now is None else now

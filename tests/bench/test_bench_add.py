@@ -1,5 +1,6 @@
 """``vpccni bench add`` end to end, briefly: the real CLI brings up one emulated node with ipamd, execs
-the installed plugin, and prints figures next to floors. Checks the JSON shape, that every figure is a
+the installed plugin (here the development launcher: tests/node runs it with the image's payload), and
+prints figures next to floors. Checks the JSON shape, that every figure is a
 positive measurement, that ipamd's own histogram counted exactly the timed ADDs, and that nothing is left
 behind; never judges the times. Needs root (network namespaces), except the refusal without it."""
 
@@ -15,7 +16,7 @@ import pytest
 
 CLI = [sys.executable, "-m", "vpccni.cli", "bench"]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-FLOORS = ("python_isolated", "python_site", "python_isolated_plugin_imports", "veth_add", "veth_add_del",
+FLOORS = ("python_isolated", "python_isolated_plugin_imports", "plugin_version", "veth_add", "veth_add_del",
           "rpc_add_no_plumbing")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -32,7 +33,7 @@ def positive_latency(lat: dict[str, float]) -> None:
 @needs_root
 def test_add_json_reports_positive_figures_next_to_floors_and_leaves_nothing() -> None:
     before = ours()
-    done = subprocess.run([*CLI, "add", "--json", "--sequential", "5", "--concurrent", "4",
+    done = subprocess.run([*CLI, "add", "--json", "--dev-launcher", "--sequential", "5", "--concurrent", "4",
                            "--floor-runs", "3"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -40,6 +41,7 @@ def test_add_json_reports_positive_figures_next_to_floors_and_leaves_nothing() -
     print(lines[0])  # the figures, for whoever reads the test log
     report = json.loads(lines[0])
     assert report["benchmark"] == "add"
+    assert report["plugin"] == {"kind": "development launcher", "payload": ""}
     assert report["node"]["instance_type"] == "m5.xlarge"
     assert report["node"]["free_addresses_before"] >= 4 + 2
     for phase, adds in (("sequential", 5), ("concurrent", 4)):
@@ -83,6 +85,7 @@ def test_without_root_it_refuses_in_one_line() -> None:
     (["--instance-type", "m5.notreal"], "m5.notreal"),
     (["--floor-runs", "0"], "--floor-runs 0"),
     (["--bogus"], "unrecognized arguments"),
+    (["--payload", "/x", "--dev-launcher"], "not allowed with argument"),
 ])
 def test_bad_arguments_are_one_line_and_status_2(args: list[str], words: str) -> None:
     done = subprocess.run([*CLI, "add", *args], capture_output=True, text=True, timeout=60)

@@ -1,10 +1,10 @@
 """Fixtures of the e2e tier: one emulated two-node cluster per module, the libcni runtime, and a leak check
 around every test.
 
-The cluster (m5.large + t3.medium, prefix ``ee``) runs ipamd inside each node's namespace with short
-timers, and the node conflist chains Debian's portmap, tuning (one pod sysctl) and bandwidth after us.
-Leftovers of a crashed earlier run with the prefix are swept first; after the module, nothing with the
-prefix may remain (asserted).
+The cluster (m5.large + t3.medium, prefix ``ee``; on Azure a Standard_D4s_v5 + Standard_D2s_v5, prefix
+``ez``) runs ipamd inside each node's namespace with short timers, and the node conflist chains Debian's
+portmap, tuning (one pod sysctl) and bandwidth after us. Leftovers of a crashed earlier run with the prefix
+are swept first; after the module, nothing with the prefix may remain (asserted).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import POD_SYSCTL, PREFIX, Runtime, inventory, inventory_diff, namespaces
+from tests.e2e.support import AZURE_PREFIX, POD_SYSCTL, PREFIX, Runtime, inventory, inventory_diff, namespaces
 from tests.libcni import build_driver
-from vpccni.testing.cluster import EmulatedCluster, sweep_cluster
+from vpccni.testing.cluster import AZURE_NODE_TYPES, EmulatedCluster, sweep_cluster
 
 NODE_TYPES = ("m5.large", "t3.medium")
 
@@ -27,14 +27,18 @@ def driver() -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[EmulatedCluster]:
-    sweep_cluster(PREFIX)
+def cluster(request: pytest.FixtureRequest) -> Iterator[EmulatedCluster]:
+    """The module's cluster: EC2's, or the local Azure's for a module (or a parameter) that asks for it
+    (``pytest.mark.parametrize("cluster", ["aws", "azure"], indirect=True, scope="module")``)."""
+    cloud = getattr(request, "param", "aws")
+    prefix, node_types = (AZURE_PREFIX, AZURE_NODE_TYPES) if cloud == "azure" else (PREFIX, NODE_TYPES)
+    sweep_cluster(prefix)
     with EmulatedCluster(
-        NODE_TYPES, prefix=PREFIX, tuning_sysctls=dict([POD_SYSCTL]), bandwidth=True
+        node_types, prefix=prefix, tuning_sysctls=dict([POD_SYSCTL]), bandwidth=True, cloud=cloud
     ) as made:
         yield made
-    assert namespaces(PREFIX) == [], "the cluster left namespaces behind"
-    assert sweep_cluster(PREFIX) == [], "the cluster left something behind"
+    assert namespaces(prefix) == [], "the cluster left namespaces behind"
+    assert sweep_cluster(prefix) == [], "the cluster left something behind"
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 from vpccni.wire.cnicodes import TRY_AGAIN_LATER
 
 PREFIX = "ee"
+AZURE_PREFIX = "ez"  # the same tiers on the local Azure
 ENI_LINK = re.compile(r"^eth\d+$")
 ENI_RULE_PRIORITY = 32765  # from <ENI primary address> lookup <ENI table>: follows the pool
 KERNEL_RULE_PRIORITIES = {0, 32766, 32767}

@@ -29,7 +29,7 @@ import pytest
 
 from tests import REPO
 from vpccni.demo.report import PodRow
-from vpccni.demo.run import one_line, pods_per_node, problems_of
+from vpccni.demo.run import azure_pods_per_node, one_line, pods_per_node, problems_of
 from vpccni.localcloud.vpc.netns import sweep
 
 DEMO = [sys.executable, "-m", "vpccni.cli", "demo"]
@@ -158,6 +158,25 @@ def test_demo_json_shows_each_pod_with_one_address_inside_and_out_and_removes_ev
     assert leftovers(run) == []
 
 
+def test_the_azure_demo_shows_the_same_table_from_vms_and_ip_configurations(demo_runs: list[DemoRun]) -> None:
+    run = DemoRun("--cloud", "azure", "--json")
+    demo_runs.append(run)
+    assert run.finish() == 0, "\n".join(run.err)
+    print("\n".join(run.err))
+    rows = [json.loads(line) for line in run.out]
+    assert len(rows) == sum(azure_pods_per_node(2)) == 11
+    assert {r["instance_type"] for r in rows} == {"Standard_D4s_v5", "Standard_D2s_v5"}
+    for row in rows:
+        assert row["pod_ip"] == row["remote_saw"], row  # the remote VNet host saw the pod's own address
+        assert row["internet_saw"] == row["node_primary_ip"] != row["pod_ip"], row
+        assert row["remote_reached_pod"] is True, row
+        assert row["eni"].endswith("-nic-0") and row["eni_device_index"] == 0, "an IP configuration of eth0"
+    assert len({r["pod_ip"] for r in rows}) == len(rows), "two pods share an address"
+    assert any("2 NIC write(s)" in line for line in run.err), "the 9th pod's batch: one more NIC write"
+    assert len(run.ipamd_pids) == 2
+    assert leftovers(run) == []
+
+
 def test_keep_stays_up_until_ctrl_c_then_removes_everything_and_exits_0(demo_runs: list[DemoRun]) -> None:
     run = DemoRun("--keep")
     demo_runs.append(run)
@@ -206,6 +225,9 @@ def test_bad_options_are_one_line_and_exit_2_before_the_root_check() -> None:
         (["--node", "m5.notreal"], "m5.notreal"),
         (["--exit"], "--endpoints"),
         (["--region", "eu-west-1"], "--region"),
+        (["--cloud", "azure", "--node", "Standard_Z9"], "Standard_Z9"),
+        (["--cloud", "azure", "--endpoints"], "--endpoints"),
+        (["--cloud", "gcp"], "--cloud"),
     ):
         done = subprocess.run(
             [*NOBODY, *DEMO, *args],
@@ -250,6 +272,7 @@ def test_problems_name_each_pod_whose_traffic_was_not_as_on_ec2() -> None:
         "the remote VPC host could not reach default/web-1"
     ]
     assert problems_of([row(eni_device_index=0)]) == ["no pod landed on a secondary ENI"]
+    assert problems_of([row(eni_device_index=0)], expect_secondary=False) == [], "Azure: one NIC holds all"
 
 
 def test_the_node_with_the_smallest_enis_gets_one_pod_more_than_its_primary_eni_holds() -> None:

@@ -18,10 +18,14 @@ import pytest
 
 from tests.e2e.support import Runtime, host_routing, link_exists, wait_until
 from tests.libcni import gc_config
+from vpccni.localcloud.vpc.netns import Netns
 from vpccni.testing.cluster import ClusterNode, EmulatedCluster
 from vpccni.testing.cluster_node import request_config
-from vpccni.wire.cnicodes import CHECK_FAILED, NO_IP, STATUS_UNAVAILABLE
+from vpccni.wire.cnicodes import CHECK_FAILED, INVALID_ENV, NO_IP, STATUS_UNAVAILABLE
 from vpccni.wire.protocol import spool_dir_for
+
+# Every MUST holds on both clouds: the same plugin, the same ipamd, EC2's or Azure's pool behind it.
+pytestmark = pytest.mark.parametrize("cluster", ["aws", "azure"], indirect=True, scope="module")
 
 LIBCNI_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")  # every version libcni 1.1.2 parses
 BANDWIDTH = {
@@ -41,6 +45,55 @@ def released(node: ClusterNode, ip: str, eni_id: str | None = None) -> bool:
 
 def status(cluster: EmulatedCluster, node: ClusterNode) -> Any:
     return cluster.run_plugin(node, "STATUS", request_config(node.conflist, cni_version="1.1.0"))
+
+
+def held_by(node: ClusterNode, container_id: str) -> list[str]:
+    """The addresses ipamd assigns to ``container_id`` (from its introspection)."""
+    return [
+        address
+        for eni in node.enis().values()
+        for block in eni["AvailableIPv4Cidrs"].values()
+        for address, entry in block["IPAddresses"].items()
+        if entry["IPAMKey"]["containerID"] == container_id
+    ]
+
+
+def pod_side(ns: Netns) -> tuple[str, str]:
+    """The pod namespace's links (name, kind) and addresses, as text."""
+    links = " ".join(
+        f"{line.split(': ')[1]}:{'bridge' if 'bridge' in line else ''}"
+        for line in ns.run("ip", "-d", "-o", "link", "show").stdout.splitlines()
+    )
+    return links, ns.run("ip", "-o", "addr", "show").stdout
+
+
+# --- ADD -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ifname", ["eth0", "lo"], ids=["a bridge holds eth0", "CNI_IFNAME=lo"])
+def test_add_over_an_interface_the_pod_already_has_fails_with_4_and_changes_nothing(
+    cluster: EmulatedCluster, ifname: str
+) -> None:
+    node = cluster.nodes[0]
+    sandbox = cluster.pod_netns()
+    container_id = f"taken-{ifname}"
+    try:
+        if ifname == "eth0":  # the pod's own bridge, with an address: not ours to replace
+            sandbox.run("ip", "link", "add", "eth0", "type", "bridge")
+            sandbox.run("ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
+            sandbox.run("ip", "link", "set", "eth0", "up")
+        before = pod_side(sandbox)
+        run = cluster.run_plugin(
+            node, "ADD", container_id=container_id, pod_netns=sandbox.path, ifname=ifname,
+            args="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=taken",
+        )
+        assert run.returncode != 0 and run.error["code"] == INVALID_ENV, run.describe()
+        msg = run.error["msg"]
+        assert msg.startswith("invalid CNI_IFNAME: ") and f"{ifname} already exists" in msg, run.describe()
+        assert pod_side(sandbox) == before
+        assert held_by(node, container_id) == [], "the address went back to the pool"
+    finally:
+        sandbox.remove()
 
 
 # --- DEL -----------------------------------------------------------------------------------------------
@@ -175,18 +228,23 @@ def test_status_fails_with_50_while_ipamd_is_down(cluster: EmulatedCluster) -> N
 def test_status_fails_with_50_and_the_reason_when_the_pool_is_exhausted(
     cluster: EmulatedCluster, pods: Runtime
 ) -> None:
-    # t3.nano: 2 addresses per ENI, so with MAX_ENI=1 the pool is one pod address, ever.
-    node = cluster.add_node("t3.nano", {"MAX_ENI": "1"})
+    # t3.nano: 2 addresses per ENI, so with MAX_ENI=1 the pool is one pod address, ever. On Azure the
+    # limit a node meets is max pods (a NIC holds 255 pod addresses).
+    if cluster.cloud_name == "azure":
+        node = cluster.add_node("Standard_D2s_v5", {"VPCCNI_MAX_PODS": "1"})
+        reason, said = "max_pods", "max pods"
+    else:
+        node, reason, said = cluster.add_node("t3.nano", {"MAX_ENI": "1"}), "eni_limit", "ENI limit"
     try:
         assert status(cluster, node).ok
         pods.add(node)
 
         def exhausted() -> Any:
             run = status(cluster, node)
-            return run if not run.ok and "reason=eni_limit" in run.error.get("details", "") else None
+            return run if not run.ok and f"reason={reason}" in run.error.get("details", "") else None
 
-        run = wait_until("STATUS to report the ENI limit", exhausted)
-        assert run.error["code"] == STATUS_UNAVAILABLE and "ENI limit" in run.error["msg"], run.describe()
+        run = wait_until(f"STATUS to report the {said}", exhausted)
+        assert run.error["code"] == STATUS_UNAVAILABLE and said in run.error["msg"], run.describe()
         # And an ADD now fails with ipamd's reason, as "no IP" (100), not "try again" (11).
         sandbox = cluster.pod_netns()
         try:
@@ -195,7 +253,7 @@ def test_status_fails_with_50_and_the_reason_when_the_pool_is_exhausted(
             )
         finally:
             sandbox.remove()
-        assert more.error["code"] == NO_IP and "ENI limit" in more.error["msg"], more.describe()
+        assert more.error["code"] == NO_IP and said in more.error["msg"], more.describe()
     finally:
         for pod in [p for p in pods.pods if p.node is node]:
             pods.remove(pod)

@@ -1,9 +1,10 @@
 """A node's bootstrap, scripted in the emulated VPC, in the order a real node goes through it:
 
 1. kubelet registers the Node with the startup taint ``vpccni.io/agent-not-ready:NoSchedule`` (kmock);
-2. the init container's job, inside the node's namespace: ``vpccni init --self-contained`` installs a copy
-   of the plugin that the node's own ``/usr/bin/python3`` runs (nothing of the venv), portmap, and the
-   datapath sysctls (rp_filter=2 on the primary interface, ip_forward=1) -- of the node, not the machine;
+2. the init container's job, inside the node's namespace: ``vpccni init --dev-launcher`` installs the
+   plugin (this environment's, as the emulated nodes run it; tests/node installs the image's payload),
+   portmap, and the datapath sysctls (rp_filter=2 on the primary interface, ip_forward=1) -- of the node,
+   not the machine;
 3. ipamd starts inside the node with MY_NODE_NAME and CLUSTER_ENDPOINT. The API server (kmock, a thread
    of this process) listens on the root namespace's loopback, which the node cannot reach, so it is also
    served on a socket created inside the node's namespace;
@@ -51,7 +52,6 @@ PREFIX = "nb"
 NODE_NAME = "nb-node-1"
 AGENT_POD, AGENT_POD_UID = "vpccni-nb001", "6f1c9d2e-0b7a-4c3e-9f1d-2a4b6c8d0e1f"  # the downward API's
 STARTUP_TAINT = {"key": "vpccni.io/agent-not-ready", "effect": "NoSchedule"}
-HOST_PYTHON = "/usr/bin/python3"
 SAMPLE_S = 0.02
 # Short timers and a wide API budget: the scenario's EC2 is the local cloud's.
 IPAMD_SETTINGS = {
@@ -62,11 +62,6 @@ IPAMD_SETTINGS = {
     "VPCCNI_API_DESCRIBE_REFILL": "100",
     "DISABLE_LEAKED_ENI_CLEANUP": "true",
 }
-
-pytestmark = pytest.mark.skipif(
-    not os.access(HOST_PYTHON, os.X_OK), reason=f"the node's Python {HOST_PYTHON} runs the plugin"
-)
-
 
 @dataclass
 class Bootstrap:
@@ -172,7 +167,7 @@ def test_conflist_after_the_pool_then_taint_removed_then_the_first_pod(
     t = time.monotonic()
     init = boot.dp.spawn_in_node(
         boot.node.instance_id,
-        [sys.executable, "-m", "vpccni.cli", "init", "--self-contained", "--host-python", HOST_PYTHON],
+        [sys.executable, "-m", "vpccni.cli", "init", "--dev-launcher"],
         env=init_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -181,7 +176,7 @@ def test_conflist_after_the_pool_then_taint_removed_then_the_first_pod(
     out, err = init.communicate(timeout=120)
     figures["vpccni init"] = time.monotonic() - t
     assert init.returncode == 0, out + err
-    assert (boot.bin_dir / "vpccni").read_text().startswith(f"#!{HOST_PYTHON} -IS\n")
+    assert (boot.bin_dir / "vpccni").read_text().startswith(f"#!{sys.executable} -IS\n")
     assert (boot.bin_dir / "portmap").is_file()
     ns = boot.node_ns.path
     assert read_sysctl_path(ns, "/proc/sys/net/ipv4/conf/eth0/rp_filter") == "2"

@@ -1,14 +1,17 @@
 """The node's install: vpccni without the ``localcloud`` extra, from the node lock, in a clean venv.
 
-What a node runs works there (max-pods, config, ipamd); what needs the local cloud says in one line what to
-install; and a user's own pytest run is not broken by our ``pytest11`` entry point.
+What a node runs works there (max-pods, config, ipamd), and so does the local Azure (it needs no extra);
+what needs the local cloud says in one line what to install; and a user's own pytest run is not broken by
+our ``pytest11`` entry point.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -100,6 +103,27 @@ def test_a_local_cloud_command_exits_2_naming_the_extra(base, argv):
     assert done.stderr.count("\n") == 1, done.stderr
     assert f"vpccni {' '.join(argv[:2] if argv[0] == 'bench' else argv[:1])}: error:" in done.stderr
     assert "pip install 'vpccni[localcloud]'" in done.stderr
+
+
+def test_the_local_azure_runs_on_the_base_install(base):
+    """The local Azure needs no extra: the base install has the Azure SDK and cryptography."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    proc = subprocess.Popen([base.bin("vpccni"), "localcloud", "up", "--cloud", "azure", "--node",
+                             "Standard_D2s_v5", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, proc.communicate(timeout=30)[1]
+        described = json.loads(line)
+        assert described["cloud"] == "azure" and described["arm_endpoint"].startswith("https://127.0.0.1:")
+        assert [vm["size"] for vm in described["vms"]] == ["Standard_D2s_v5"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def test_a_users_own_pytest_run_is_not_broken_by_our_entry_point(base, tmp_path):

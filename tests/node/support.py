@@ -15,11 +15,14 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from scripts.extract_payload import PAYLOAD_IN_IMAGE
+from scripts.extract_payload import extract_payload as scripts_extract_payload
 from scripts.private_podman import PrivatePodman
 from tests import REPO
 
 LABEL = "vpccni-test=node"
-PAYLOAD_IN_IMAGE = "/opt/vpccni/payload"
+__all__ = ["LABEL", "PAYLOAD_IN_IMAGE", "extract_payload", "host_unchanged", "image_ref", "run_scratch",
+           "sweep"]
 
 
 def image_ref() -> str:
@@ -36,10 +39,7 @@ def run_in_image(pm: PrivatePodman, image: str, *argv: str) -> subprocess.Comple
 
 def extract_payload(pm: PrivatePodman, image: str, dest: Path) -> Path:
     """Copy the image's payload into ``dest`` (created), symlink and modes kept; returns ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    pm.run("run", "--rm", "--pull=never", "--label", LABEL, "--name", _name(), "--volume", f"{dest}:/out",
-           image, "cp", "-a", f"{PAYLOAD_IN_IMAGE}/.", "/out/", timeout=300)
-    return dest
+    return scripts_extract_payload(pm, image, dest, LABEL)
 
 
 def run_scratch(
@@ -79,7 +79,8 @@ _PODMAN_TRACES = ("/run/crun", "/run/containers", "/run/libpod", "/run/mount", "
 
 
 def host_state() -> dict[str, str]:
-    """What the node tests must not change in the root namespace and the host's file system."""
+    """What the node tests must not change in the root namespace (iptables, rules, links, routes, net.ipv4
+    sysctls) and the host's file system (podman's default state paths, the host's CNI configuration)."""
     def out(*argv: str) -> str:
         return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
 
@@ -91,7 +92,19 @@ def host_state() -> dict[str, str]:
     cni_conf = " ".join(sorted(p.name for p in Path("/etc/cni/net.d").glob("*"))) if Path(
         "/etc/cni/net.d").is_dir() else ""
     return {"iptables-save": iptables, "ip rule": out("ip", "rule"), "ip link": out("ip", "-o", "link"),
-            "ip_forward": forward, "podman traces": traces, "/etc/cni/net.d": cni_conf}
+            "ip route": out("ip", "route", "show", "table", "all"), "ip_forward": forward,
+            "net.ipv4 sysctls": _ipv4_sysctls(), "podman traces": traces, "/etc/cni/net.d": cni_conf}
+
+
+def _ipv4_sysctls() -> str:
+    """Every readable net.ipv4 sysctl of the root namespace: the top level and each interface's."""
+    base = Path("/proc/sys/net/ipv4")
+    lines = []
+    for path in sorted([*base.glob("*"), *base.glob("conf/*/*")]):
+        if path.is_file():
+            with contextlib.suppress(OSError):
+                lines.append(f"{path.relative_to(base)}={path.read_text().strip()}")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager

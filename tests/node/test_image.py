@@ -29,11 +29,12 @@ def test_the_local_cloud_is_not_in_the_image(podman: PrivatePodman, image: str) 
     assert done.returncode == 2 and b"pip install 'vpccni[localcloud]'" in done.stderr, done.stderr
 
 
-def test_the_image_carries_the_chained_plugins_iptables_and_the_payload(
+def test_the_image_carries_iptables_and_the_payload_with_the_chained_plugins(
     podman: PrivatePodman, image: str
 ) -> None:
     script = (
-        "set -e; for p in portmap bandwidth tuning loopback; do test -x /usr/lib/cni/$p; done; "
+        "set -e; for p in portmap bandwidth tuning loopback; do test -x "
+        f"{PAYLOAD_IN_IMAGE}/vpccni.d/current/cni/$p; done; test ! -e /usr/lib/cni; "
         "iptables --version; "
         f"CNI_COMMAND=VERSION {PAYLOAD_IN_IMAGE}/vpccni; "
         "python -c 'import pip' 2>/dev/null && echo pip-in-venv || true"

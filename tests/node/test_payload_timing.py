@@ -1,10 +1,10 @@
 """How long the payload takes, exec to exit, beside floors measured in the same run; prints, asserts no time.
 
 Run on this host (not in a container, whose start would dominate): the payload's launcher, its loader and
-interpreter, against today's launcher (the host's python3 -IS running the repository's plugin) and a bare
-host interpreter. ADD goes to a test double of ipamd, so the figures are the plugin's own cost. Sequential
-runs are interleaved (load changes hit every variant alike); then 30 ADDs at once, as a node starting 30
-pods would exec them.
+interpreter, against the development launcher (the host's python3 -IS running the repository's plugin)
+and a bare host interpreter. ADD goes to a test double of ipamd, so the figures are the plugin's own cost.
+Sequential runs are interleaved (load changes hit every variant alike); then 30 ADDs at once, as a node
+starting 30 pods would exec them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from vpccni.node import payload
 
 pytestmark = pytest.mark.timeout(1800)  # the first test may wait for a cold image build
 
-HOST_PYTHON = "/usr/bin/python3"  # Debian's 3.11: what today's launcher runs on a node that has one
+HOST_PYTHON = "/usr/bin/python3"  # Debian's 3.11: what the development launcher runs here
 ROUNDS = 30
 CONCURRENT = 30
 CONCURRENT_ROUNDS = 5  # alternating, pooled: one burst of 30 on 2 cores is mostly scheduling noise
@@ -39,7 +39,7 @@ CONCURRENT_ROUNDS = 5  # alternating, pooled: one burst of 30 on 2 cores is most
 def work(podman: PrivatePodman, image: str) -> Iterator[Path]:
     with short_tmpdir() as work:
         extract_payload(podman, image, work / "payload")
-        cni_install.install_launcher(str(work / "today"), python=os.path.realpath(HOST_PYTHON))
+        cni_install.install_launcher(str(work / "dev"), python=os.path.realpath(HOST_PYTHON))
         yield work
 
 
@@ -75,7 +75,7 @@ def test_exec_to_exit_times(work: Path, ipamd: FakeIpamd, capsys: pytest.Capture
                   f"{tree}/{payload.INTERPRETER}"]
     conf = json.dumps({"cniVersion": "1.1.0", "name": "pl7time", "type": "vpccni",
                        "ipamdSocket": ipamd.socket_path}).encode()
-    add = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/pl7t",
+    add = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/proc/self/ns/net",
            "CNI_IFNAME": "eth0", "CNI_ARGS": k8s_args("ns", "p"), "CNI_PATH": "/opt/cni/bin"}
     version = {"CNI_COMMAND": "VERSION"}
     variants: dict[str, tuple[list[str], dict[str, str], bytes]] = {
@@ -84,15 +84,15 @@ def test_exec_to_exit_times(work: Path, ipamd: FakeIpamd, capsys: pytest.Capture
         "floor: payload interpreter, launcher flags, -c pass": (
             [*via_loader, *payload.PYTHON_FLAGS, "-c", "pass"], {}, b""),
         "VERSION: payload (static launcher)": ([str(work / "payload" / "vpccni")], version, b""),
-        "VERSION: today's launcher (host python3 -IS)": ([str(work / "today" / "vpccni")], version, b""),
+        "VERSION: development launcher (host python3 -IS)": ([str(work / "dev" / "vpccni")], version, b""),
         "ADD: payload": ([str(work / "payload" / "vpccni")], add, conf),
-        "ADD: today's launcher": ([str(work / "today" / "vpccni")], add, conf),
+        "ADD: development launcher": ([str(work / "dev" / "vpccni")], add, conf),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(ROUNDS):
         for name, (argv, env, stdin) in variants.items():
             samples[name].append(_exec_ms(argv, env, stdin))
-    bursts = ("ADD: payload", "ADD: today's launcher")
+    bursts = ("ADD: payload", "ADD: development launcher")
     concurrent: dict[str, list[float]] = {f"{name}, {CONCURRENT} at once": [] for name in bursts}
     for _ in range(CONCURRENT_ROUNDS):
         for name in bursts:

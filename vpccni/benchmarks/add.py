@@ -4,21 +4,24 @@ One emulated node (:class:`~vpccni.testing.cluster.EmulatedCluster`, default m5.
 needs more addresses than an m5.large has) runs the real ipamd with the Linux dataplane inside its network
 namespace. MINIMUM_IP_TARGET keeps ``--concurrent`` + 2 addresses and WARM_IP_TARGET 2 free, so every
 address the timed ADDs need is attached before timing starts (the benchmark waits for it) and the pool
-does not grow while they run. The plugin is the installed launcher, exec'd the way a runtime execs it
-(:mod:`.add_phases`), with the node's conflist as stdin.
+does not grow while they run. The plugin is what node init installed, exec'd the way a runtime execs it
+(:mod:`.add_phases`), with the node's conflist as stdin: the plugin payload as the image carries it
+(``--payload DIR``; ``make bench-add`` extracts it from the image and runs this), or, for development
+only, the launcher running this environment's interpreter (``--dev-launcher``).
 
 * sequential: ``--sequential`` ADDs one after another, each in a fresh pod namespace; each is followed by
   its DEL, which is not timed;
 * concurrent: ``--concurrent`` ADDs started together on the node (per-exec p50/p99, and the time until
   the last finished), then all DELs, untimed.
 
-Next to the figures, floors measured in the same run on the same machine: a bare interpreter start
-(``python -I -S -c pass``, how the launcher starts, and ``python -c pass``), the interpreter plus the
-plugin's imports, the netlink work one pod setup cannot avoid (a veth created with its peer born in a pod
-namespace, and deleted), and an ADD over the socket of ipamd's server with no plumbing (socket round trip,
-assign, durable commit). ipamd's own service time per ADD (assign + commit + plumbing) comes from its
+Next to the figures, floors measured in the same run on the same machine: the plugin's own interpreter
+started as the launcher starts it (for the payload: its loader, ``-I -S -B -X utf8``), the same plus the
+plugin's imports, the installed plugin answering VERSION (everything an ADD execs but ipamd), the netlink
+work one pod setup cannot avoid (a veth created with its peer born in a pod namespace, and deleted), and an
+ADD over the socket of ipamd's server with no plumbing (socket round trip, assign, durable commit).
+ipamd's own service time per ADD (assign + commit + plumbing) comes from its
 ``vpccni_rpc_duration_seconds`` histogram, and each exec's own CPU time from wait4. The burst floors run
-``--concurrent`` bare interpreters, then as many runs of the launcher's imports, through the same harness
+``--concurrent`` bare interpreters, then as many runs of the plugin's imports, through the same harness
 as the concurrent ADDs: what a burst costs before ipamd does anything. Together they say where the time
 goes (``breakdown_sequential_p50_ms``, and burst floor vs concurrent ADDs).
 
@@ -54,11 +57,11 @@ from vpccni.benchmarks.add_phases import (
     cpu_seconds,
     exec_timed,
     in_netns,
+    installed_plugin,
     ipamd_add_histogram,
-    launcher_imports_probe,
-    launcher_interpreter,
     plain_env,
     rpc_floor,
+    version_floor,
 )
 from vpccni.benchmarks.floors import process_floor, veth_floor
 from vpccni.benchmarks.stats import LatencySummary, machine_load
@@ -90,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the node's instance type (default {DEFAULT_INSTANCE_TYPE})")
     parser.add_argument("--floor-runs", type=int, default=20, metavar="N",
                         help="runs per floor (default 20)")
+    plugin = parser.add_mutually_exclusive_group()
+    plugin.add_argument("--payload", metavar="DIR",
+                        help="install the plugin from this payload, as the image carries it (make bench-add "
+                        "extracts it from the image)")
+    plugin.add_argument("--dev-launcher", action="store_true",
+                        help="install the development launcher instead (this environment's interpreter)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,11 +116,23 @@ def run(args: argparse.Namespace) -> int:
                     f"{args.instance_type} ({capacity} secondary addresses, {WARM_FREE} kept free)")
     if os.geteuid() != 0:
         return fail(prog, "needs root: it creates network namespaces and runs ipamd in one")
+    if not args.payload and not args.dev_launcher:
+        return fail(prog, "--payload DIR (the image's plugin payload; make bench-add extracts it) or "
+                    "--dev-launcher")
+    payload = os.path.abspath(args.payload) if args.payload else None
+    if payload is not None:
+        from vpccni.errors import PermanentError
+        from vpccni.node.install import read_payload
+
+        try:
+            read_payload(payload)
+        except PermanentError as exc:
+            return fail(prog, f"--payload: {exc}")
     from vpccni.demo.run import one_line
 
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up as Ctrl-C does
     try:
-        report = measure(args.instance_type, args.sequential, args.concurrent, args.floor_runs)
+        report = measure(args.instance_type, args.sequential, args.concurrent, args.floor_runs, payload)
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted; what it had created is removed\n")
         return 130
@@ -138,14 +159,16 @@ class Phase:
     ipamd_service: Histogram = EMPTY_HISTOGRAM  # ipamd's own ADD service times in this phase
 
 
-def measure(instance_type: str, sequential: int, concurrent: int, floor_runs: int) -> dict[str, Any]:
+def measure(instance_type: str, sequential: int, concurrent: int, floor_runs: int,
+            payload: str | None) -> dict[str, Any]:
     from vpccni.localcloud.vpc.netns import NetnsFactory
     from vpccni.testing.cluster import EmulatedCluster
 
     prefix = "ba" + secrets.token_hex(2)
     settings = {"MINIMUM_IP_TARGET": str(concurrent + WARM_FREE), "WARM_IP_TARGET": str(WARM_FREE),
                 "DISABLE_METRICS": "false", "VPCCNI_METRICS_BIND_ADDRESS": METRICS_ADDRESS}
-    with EmulatedCluster([], prefix=prefix, settings=settings) as cluster, NetnsFactory(prefix) as nsf:
+    with (EmulatedCluster([], prefix=prefix, settings=settings, payload=payload) as cluster,
+          NetnsFactory(prefix) as nsf):
         node = cluster.add_node(instance_type)
         warm = wait_free(node, concurrent + WARM_FREE)
         bench = NodeBench(cluster, node)
@@ -154,7 +177,8 @@ def measure(instance_type: str, sequential: int, concurrent: int, floor_runs: in
         seq = bench.phase(lambda: bench.sequential(sequential))
         wait_free(node, concurrent)  # the sequential phase's addresses are out of cooldown, none trimmed
         conc = bench.phase(lambda: bench.concurrent(concurrent))
-    return report(instance_type, warm, settings, seq, conc, floors, burst_floors)
+        plugin = {"kind": bench.plugin.kind, "payload": payload or ""}
+    return report(instance_type, warm, settings, seq, conc, floors, burst_floors, plugin)
 
 
 def wait_free(node: ClusterNode, wanted: int) -> int:
@@ -183,6 +207,7 @@ class NodeBench:
         self.node = node
         self.netns = node.netns.path
         self.argv = [cluster.plugin_path]
+        self.plugin = installed_plugin(cluster.plugin_path)
 
     def phase(self, run: Callable[[], Phase]) -> Phase:
         """``run``, with ipamd's ADD service-time histogram read before and after it."""
@@ -234,12 +259,12 @@ class NodeBench:
 
 def measure_floors(bench: NodeBench, nsf: NetnsFactory, prefix: str, runs: int) -> dict[str, LatencySummary]:
     """Every floor, measured now, spawned the way the plugin is (from a thread in the node namespace)."""
-    python = launcher_interpreter(bench.argv[0])  # [interpreter, "-IS"]
+    plugin = bench.plugin
     floors: dict[str, LatencySummary] = {}
-    for name, argv in (("python_isolated", [*python, "-c", "pass"]),
-                       ("python_site", [python[0], "-c", "pass"]),
-                       ("python_isolated_plugin_imports", launcher_imports_probe(bench.argv[0]))):
+    for name, argv in (("python_isolated", [*plugin.interpreter, "-c", "pass"]),
+                       ("python_isolated_plugin_imports", list(plugin.imports))):
         floors[name] = in_netns(bench.netns, partial(process_floor, argv, runs))
+    floors["plugin_version"] = in_netns(bench.netns, partial(version_floor, bench.argv[0], runs))
     host, pod = nsf.netns("flhost"), nsf.netns("flpod")
     veth = veth_floor(host.path, pod.path, f"{prefix}fl", runs)
     floors["veth_add"], floors["veth_add_del"] = veth.add, veth.add_del
@@ -251,8 +276,8 @@ def measure_burst_floors(bench: NodeBench, count: int) -> dict[str, dict[str, An
     """``count`` bare interpreters, then ``count`` runs of the launcher's imports, each started together
     through the same harness as the concurrent ADDs: what a burst costs before any ipamd work."""
     out: dict[str, dict[str, Any]] = {}
-    for name, argv in (("python_isolated", [*launcher_interpreter(bench.argv[0]), "-c", "pass"]),
-                       ("python_isolated_plugin_imports", launcher_imports_probe(bench.argv[0]))):
+    for name, argv in (("python_isolated", [*bench.plugin.interpreter, "-c", "pass"]),
+                       ("python_isolated_plugin_imports", list(bench.plugin.imports))):
         done = burst(bench.netns, argv, [PluginCall(plain_env(), b"")] * count)
         out[name] = {"latency_ms": LatencySummary.of([r.seconds for r in done.results]).as_ms(),
                      "all_done_ms": round(done.all_done_s * 1000, 3),
@@ -285,7 +310,8 @@ def _phase_report(phase: Phase) -> dict[str, Any]:
 
 
 def report(instance_type: str, warm: int, settings: dict[str, str], seq: Phase, conc: Phase,
-           floors: dict[str, LatencySummary], burst_floors: dict[str, dict[str, Any]]) -> dict[str, Any]:
+           floors: dict[str, LatencySummary], burst_floors: dict[str, dict[str, Any]],
+           plugin: dict[str, str]) -> dict[str, Any]:
     sequential, concurrent = _phase_report(seq), _phase_report(conc)
     concurrent["all_done_ms"] = round(conc.all_done_s * 1000, 3)
     p50 = {name: f.p50_s * 1000 for name, f in floors.items()}
@@ -305,6 +331,7 @@ def report(instance_type: str, warm: int, settings: dict[str, str], seq: Phase, 
     conc_p50 = concurrent["latency_ms"]["p50"]
     return {
         "benchmark": "add",
+        "plugin": plugin,
         "node": {"instance_type": instance_type, "free_addresses_before": warm,
                  "settings": {k: settings[k] for k in ("MINIMUM_IP_TARGET", "WARM_IP_TARGET")}},
         "sequential": sequential,
@@ -336,6 +363,8 @@ def text(r: dict[str, Any]) -> str:
     lines = [
         f"vpccni bench add: the installed plugin's ADD, exec -> result, on one {r['node']['instance_type']} "
         f"({r['node']['free_addresses_before']} free addresses before timing)",
+        f"  plugin       {r['plugin']['kind']}" + (f" from {r['plugin']['payload']}" if r['plugin']['payload']
+                                                   else " (this environment's interpreter)"),
         f"  sequential   {lat(seq['latency_ms'])}  ({seq['adds']} ADDs, "
         f"{sum(seq['errors'].values())} failed, counted in the latencies)",
         f"  concurrent   {lat(conc['latency_ms'])}  ({conc['adds']} at once, each timed from the common "
@@ -347,10 +376,11 @@ def text(r: dict[str, Any]) -> str:
         "               (ipamd service = lock -> assign -> durable commit -> plumbing, from its "
         "vpccni_rpc_duration_seconds)",
         "  floors (this run, p50):",
-        f"    python -I -S -c pass                 {fl['python_isolated']['p50']:7.1f} ms  "
-        "(how the launcher starts)",
-        f"    python -c pass                       {fl['python_site']['p50']:7.1f} ms  (with site)",
-        f"    python -I -S + the plugin's imports  {fl['python_isolated_plugin_imports']['p50']:7.1f} ms",
+        f"    the plugin's interpreter, -c pass    {fl['python_isolated']['p50']:7.1f} ms  "
+        "(started as the launcher starts it)",
+        f"    ... + the plugin's imports           {fl['python_isolated_plugin_imports']['p50']:7.1f} ms",
+        f"    the installed plugin's VERSION       {fl['plugin_version']['p50']:7.1f} ms  "
+        "(launcher, interpreter, imports, answer: all but ipamd)",
         f"    veth add, peer born in a pod netns   {fl['veth_add']['p50']:7.1f} ms  "
         f"(+ delete: {fl['veth_add_del']['p50']:.1f} ms)",
         f"    ADD RPC, ipamd without plumbing      {fl['rpc_add_no_plumbing']['p50']:7.1f} ms  "

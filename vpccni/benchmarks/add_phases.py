@@ -204,17 +204,20 @@ def rpc_floor(workdir: str, runs: int) -> LatencySummary:
     server, datastore and durable group commit, a fake ENI): connect, send, assign, fsync, answer, from a
     warm client. Each ADD is followed by an untimed DEL. One untimed pair first."""
     from vpccni.benchmarks.rpc import _read_event, _start_server
+    from vpccni.testing.scratch_netns import LABEL, scratch_netns
 
     proc, socket_path = _start_server(workdir, addresses=64)
     samples: list[float] = []
+    netns = contextlib.ExitStack()
     try:
         assert proc.stdout is not None
         _read_event(proc.stdout, "ready")
+        netns_fd = netns.enter_context(scratch_netns())  # passed with each ADD; nothing is plumbed
         for n in range(runs + 1):
             add = Request(op=Op.ADD, network="bench", container_id=f"floor{n}", ifname="eth0",
-                          netns="/proc/self/ns/net", deadline_ms=10_000)
+                          netns=LABEL, deadline_ms=10_000)
             started = time.perf_counter()
-            answer = call(socket_path, add)
+            answer = call(socket_path, add, netns_fd=netns_fd)
             elapsed = time.perf_counter() - started
             if not answer.ok:
                 raise RuntimeError(f"ipamd.app.benchserve refused an ADD: {answer.error}")
@@ -223,6 +226,7 @@ def rpc_floor(workdir: str, runs: int) -> LatencySummary:
             call(socket_path, Request(op=Op.DEL, network="bench", container_id=f"floor{n}", ifname="eth0",
                                       reason="PodDeleted", deadline_ms=10_000))
     finally:
+        netns.close()
         proc.terminate()
         try:
             proc.communicate(timeout=15)
@@ -235,8 +239,33 @@ def rpc_floor(workdir: str, runs: int) -> LatencySummary:
 LAUNCHER_LAST_LINE = "sys.exit(main())"
 
 
+@dataclass(frozen=True)
+class InstalledPlugin:
+    """How the installed plugin starts, for its floors: the payload's static launcher (its own loader and
+    interpreter) or the development launcher (a script run by this environment's interpreter)."""
+
+    kind: str  # "payload" or "development launcher"
+    interpreter: tuple[str, ...]  # argv starting the plugin's interpreter with the plugin's flags
+    imports: tuple[str, ...]  # argv doing what the plugin does up to calling main(): start + every import
+
+
+def installed_plugin(launcher: str) -> InstalledPlugin:
+    """Read the installed ``vpccni`` and what it runs."""
+    with open(launcher, "rb") as f:
+        head = f.read(4)
+    if head == b"\x7fELF":
+        from vpccni.node.payload import CURRENT, INTERPRETER, LOADER, PYTHON_FLAGS, TREES
+
+        tree = os.path.realpath(os.path.join(os.path.dirname(launcher), TREES, CURRENT))
+        start = (f"{tree}/{LOADER}", "--library-path", f"{tree}/lib", f"{tree}/{INTERPRETER}", *PYTHON_FLAGS)
+        probe = f"import sys; sys.path.append({tree + '/app'!r}); import plugin.main"
+        return InstalledPlugin("payload", start, (*start, "-c", probe))
+    return InstalledPlugin("development launcher", tuple(launcher_interpreter(launcher)),
+                           tuple(launcher_imports_probe(launcher)))
+
+
 def launcher_interpreter(launcher: str) -> list[str]:
-    """The interpreter and flags on the launcher's shebang line (what every plugin exec starts)."""
+    """The interpreter and flags on a development launcher's shebang line."""
     with open(launcher, encoding="utf-8") as f:
         first = f.readline()
     if not first.startswith("#!"):
@@ -245,13 +274,23 @@ def launcher_interpreter(launcher: str) -> list[str]:
 
 
 def launcher_imports_probe(launcher: str) -> list[str]:
-    """argv that does everything the launcher does up to calling ``main()``: the interpreter start and
-    every import of the plugin, whatever the launcher's layout (vpccni.node.launcher or a host copy)."""
+    """argv that does everything a development launcher does up to calling ``main()``."""
     with open(launcher, encoding="utf-8") as f:
         body = f.read().rstrip("\n")
     if not body.endswith(LAUNCHER_LAST_LINE):
         raise RuntimeError(f"{launcher} does not end with {LAUNCHER_LAST_LINE!r}; cannot time its imports")
     return [*launcher_interpreter(launcher), "-c", body.removesuffix(LAUNCHER_LAST_LINE)]
+
+
+def version_floor(launcher: str, runs: int) -> LatencySummary:
+    """The installed plugin answering VERSION: everything an ADD execs, imports and prints, without ipamd.
+    One untimed run first."""
+    call = PluginCall({**plain_env(), "CNI_COMMAND": "VERSION"}, b"")
+    runs_s = [exec_timed([launcher], call) for _ in range(runs + 1)]
+    failed = [r for r in runs_s if r.returncode != 0]
+    if failed:
+        raise RuntimeError(f"{launcher} failed VERSION: {failed[0].stdout}")
+    return LatencySummary.of([r.seconds for r in runs_s[1:]])
 
 
 def plain_env() -> dict[str, str]:

@@ -34,6 +34,7 @@ from vpccni.benchmarks.churn_trace import PodLife, TimeScale, churn_trace, peak_
 from vpccni.benchmarks.stats import machine_load
 from vpccni.console import fail
 from vpccni.testing.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
+from vpccni.testing.scratch_netns import LABEL, scratch_netns
 from vpccni.wire.client import IpamdUnreachable, call, call_async
 from vpccni.wire.introspection import http_get, introspect
 from vpccni.wire.protocol import ErrorKind, Op, Request
@@ -48,7 +49,7 @@ SCENARIOS: tuple[tuple[str, dict[str, str]], ...] = (
 )
 GIVE_UP_CLUSTER_S = 600.0  # a pod still without an address this long after it arrived failed for good
 NETWORK = "churn"
-NETNS = "/proc/self/ns/net"
+NETNS = LABEL  # the pods' namespace: one empty scratch namespace, passed open (ipamd plumbs nothing)
 ADD_RETRY_CLUSTER_S = 2.0  # kubelet retries a failed sandbox after about this long
 SAMPLE_EVERY_WALL_S = 0.1
 _NON_MUTATING = ("Describe", "Get", "List", "Search")
@@ -69,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cluster seconds per wall second; ipamd's timers scale with it (default 100)",
     )
     parser.add_argument("--instance-type", default="m5.xlarge", help="node instance type (default m5.xlarge)")
+    parser.add_argument("--keep-journal", metavar="FILE",
+                        help="write the defaults run's churn journal here (for vpccni tune --journal)")
 
 
 @dataclass
@@ -84,14 +87,15 @@ class Tally:
     in_use_samples: list[int] = field(default_factory=list)
 
 
-async def _pod(pod: PodLife, socket_path: str, scale: TimeScale, start: float, tally: Tally) -> None:
+async def _pod(pod: PodLife, socket_path: str, scale: TimeScale, start: float, tally: Tally,
+               netns_fd: int) -> None:
     loop = asyncio.get_running_loop()
     await asyncio.sleep(max(start + scale.wall(pod.arrive_s) - loop.time(), 0.0))
     add = Request(op=Op.ADD, network=NETWORK, container_id=pod.name, ifname="eth0", netns=NETNS)
     first = True
     while True:
         tally.attempts += 1
-        answer = await call_async(socket_path, add)
+        answer = await call_async(socket_path, add, netns_fd)
         if answer.ok:
             break
         kind = str(answer.error.kind) if answer.error else "unknown"
@@ -135,7 +139,8 @@ async def _replay(paths: IpamdPaths, trace: list[PodLife], scale: TimeScale) -> 
     done = asyncio.Event()
     sampler = asyncio.create_task(_sample(paths.introspection, tally, done))
     start = asyncio.get_running_loop().time()
-    await asyncio.gather(*(_pod(pod, paths.socket, scale, start, tally) for pod in trace))
+    with scratch_netns() as netns_fd:
+        await asyncio.gather(*(_pod(pod, paths.socket, scale, start, tally, netns_fd) for pod in trace))
     done.set()
     await sampler
     return tally
@@ -169,7 +174,7 @@ def scenario(
             region=cloud.region,
             imds_endpoint=node.imds_endpoint,
             paths=paths,
-            settings={**scale.ipamd_timers(), **scale.ipamd_rates(), **settings},
+            settings={**timers_for(scale, settings), **scale.ipamd_rates(), **settings},
         )
         cloud.server.reset_counters()
         process = IpamdProcess(env, paths).start()
@@ -187,6 +192,14 @@ def scenario(
     if journal is not None:
         result["journal"] = journal
     return result
+
+
+def timers_for(scale: TimeScale, settings: dict[str, str]) -> dict[str, str]:
+    """ipamd's timers on the run's clock; aws-node's shrink has no scale-down window (ipamd refuses one)."""
+    timers = scale.ipamd_timers()
+    if settings.get("VPCCNI_SHRINK") == "aws":
+        del timers["VPCCNI_SCALE_DOWN_WINDOW"]
+    return timers
 
 
 def _journal(paths: IpamdPaths) -> str:
@@ -269,8 +282,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     scale = TimeScale(args.scale)
     with LocalCloud(profile="fast", seed=args.seed, throttle=scaled_throttling(scale)) as cloud:
         runs = [
-            scenario(cloud, trace, scale, args.instance_type, name, settings) for name, settings in SCENARIOS
+            scenario(cloud, trace, scale, args.instance_type, name, settings,
+                     keep_journal=bool(args.keep_journal) and n == 0)
+            for n, (name, settings) in enumerate(SCENARIOS)
         ]
+    if args.keep_journal:
+        with open(args.keep_journal, "w", encoding="utf-8") as out:
+            out.write(str(runs[0].pop("journal")))
 
     cloud_refill = {name: spec.refill_per_s for name, spec in scaled_throttling(scale).buckets.items()}
     return {

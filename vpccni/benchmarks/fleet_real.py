@@ -24,10 +24,13 @@ from typing import Any
 from vpccni.benchmarks.churn_trace import TimeScale
 from vpccni.sim.scenario import CNI_TAG, FleetSpec, fleet_plan
 from vpccni.testing.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
+from vpccni.testing.scratch_netns import LABEL, scratch_netns
 from vpccni.wire.client import IpamdUnreachable, call_async
-from vpccni.wire.protocol import Op, Request
+from vpccni.wire.protocol import ErrorKind, Op, Request
 
 KUBELET_BACKOFF_S = 10.0  # as the simulator's kubelet (vpccni.sim.fleet)
+# What a pod waits out (no address yet, ipamd starting or busy); any other refusal is the harness's fault.
+_WAIT_OUT = (ErrorKind.NO_IP, ErrorKind.NOT_READY, ErrorKind.TRY_AGAIN)
 
 
 def account_buckets(scale: float, share: float) -> Any:
@@ -38,7 +41,7 @@ def account_buckets(scale: float, share: float) -> Any:
 
 
 async def _pods(sockets: list[str], spec: FleetSpec, scale: TimeScale, began: float,
-                deadline_s: float) -> list[float | None]:
+                deadline_s: float, netns_fd: int) -> list[float | None]:
     loop = asyncio.get_running_loop()
     plans = fleet_plan(spec)
     done: list[float | None] = []
@@ -47,14 +50,17 @@ async def _pods(sockets: list[str], spec: FleetSpec, scale: TimeScale, began: fl
     async def pod(node: int, index: int, arrive: float, rng: random.Random) -> None:
         await asyncio.sleep(max(began + scale.wall(arrive) - loop.time(), 0.0))
         add = Request(op=Op.ADD, network="fleet", container_id=f"pod-{node}-{index}", ifname="eth0",
-                      netns="/proc/self/ns/net")
+                      netns=LABEL)
         while (loop.time() - began) * scale.factor < deadline_s:
             try:
-                if (await call_async(sockets[node], add)).ok:
-                    done.append((loop.time() - began) * scale.factor)
-                    return
+                answer = await call_async(sockets[node], add, netns_fd)
             except (IpamdUnreachable, OSError):
-                pass  # ipamd still starting (no socket yet): kubelet retries the sandbox
+                answer = None  # ipamd still starting (no socket yet): kubelet retries the sandbox
+            if answer is not None and answer.ok:
+                done.append((loop.time() - began) * scale.factor)
+                return
+            if answer is not None and answer.error is not None and answer.error.kind not in _WAIT_OUT:
+                raise RuntimeError(f"ipamd refused pod-{node}-{index}: {answer.error}")
             await asyncio.sleep(scale.wall(KUBELET_BACKOFF_S * (1 + 0.5 * rng.random())))
         done.append(None)
 
@@ -96,7 +102,8 @@ def run_real(spec: FleetSpec, *, scale: float, share: float,
             for process in processes:
                 process.start()
             sockets = [p.paths.socket for p in processes]
-            done = asyncio.run(_pods(sockets, spec, clock, began, deadline_s))
+            with scratch_netns() as netns_fd:  # the pods' namespace, passed open (ipamd plumbs nothing)
+                done = asyncio.run(_pods(sockets, spec, clock, began, deadline_s, netns_fd))
             wall = time.monotonic() - began
         finally:
             for process in processes:

@@ -28,7 +28,9 @@ from typing import IO, Any
 from vpccni.benchmarks.floors import Floor, fsync_floor
 from vpccni.benchmarks.stats import LatencySummary, machine_load
 from vpccni.console import fail
-from vpccni.wire.protocol import Op, Request, decode_response, encode_request
+from vpccni.testing.scratch_netns import LABEL, scratch_netns
+from vpccni.wire.client import AsyncConnection
+from vpccni.wire.protocol import Op, Request
 
 GOAL_RPCS_PER_S = 3000.0
 GOAL_P99_MS = 5.0
@@ -50,15 +52,10 @@ class _ClientTally:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-async def _rpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: Request,
-               tally: _ClientTally | None) -> None:
+async def _rpc(conn: AsyncConnection, req: Request, netns_fd: int | None, tally: _ClientTally | None) -> None:
     started = time.perf_counter()
-    writer.write(encode_request(req))
-    line = await reader.readline()
+    response = await conn.request(req, netns_fd)
     elapsed = time.perf_counter() - started
-    if not line:
-        raise ConnectionError("ipamd closed the connection")
-    response = decode_response(line)
     if tally is None:
         return
     if response.ok:
@@ -69,8 +66,8 @@ async def _rpc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: 
 
 
 async def _client(index: int, socket_path: str, start: asyncio.Event, ready: list[int],
-                  stop_at: list[float], tally: _ClientTally) -> None:
-    reader, writer = await asyncio.open_unix_connection(socket_path)
+                  stop_at: list[float], tally: _ClientTally, netns_fd: int) -> None:
+    conn = await AsyncConnection.open(socket_path)
     try:
         n = 0
         for counting in (False, True):
@@ -80,14 +77,14 @@ async def _client(index: int, socket_path: str, start: asyncio.Event, ready: lis
             while (n < WARMUP_PAIRS) if not counting else (time.perf_counter() < stop_at[0]):
                 cid = f"bench{index:04d}n{n}"
                 add = Request(op=Op.ADD, network="bench", container_id=cid, ifname="eth0",
-                              netns="/proc/self/ns/net", deadline_ms=10_000)
-                await _rpc(reader, writer, add, tally if counting else None)
+                              netns=LABEL, deadline_ms=10_000)
+                await _rpc(conn, add, netns_fd, tally if counting else None)
                 delete = Request(op=Op.DEL, network="bench", container_id=cid, ifname="eth0",
                                  reason="PodDeleted", deadline_ms=10_000)
-                await _rpc(reader, writer, delete, tally if counting else None)
+                await _rpc(conn, delete, None, tally if counting else None)
                 n += 1
     finally:
-        writer.close()
+        conn.close()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -100,13 +97,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _drive(socket_path: str, concurrency: int, seconds: float,
+async def _drive(socket_path: str, concurrency: int, seconds: float, netns_fd: int,
                  server_pid: int = 0) -> tuple[_ClientTally, float, dict[str, float]]:
     start = asyncio.Event()
     ready: list[int] = []
     stop_at = [float("inf")]
     tallies = [_ClientTally() for _ in range(concurrency)]
-    tasks = [asyncio.create_task(_client(i, socket_path, start, ready, stop_at, tallies[i]))
+    tasks = [asyncio.create_task(_client(i, socket_path, start, ready, stop_at, tallies[i], netns_fd))
              for i in range(concurrency)]
     while len(ready) < concurrency:
         done = [t for t in tasks if t.done()]
@@ -155,7 +152,9 @@ def _measure(workdir: str, concurrency: int, seconds: float) -> dict[str, Any]:
     try:
         assert proc.stdout is not None
         ready = _read_event(proc.stdout, "ready")
-        tally, elapsed, cpu = asyncio.run(_drive(socket_path, concurrency, seconds, int(ready["pid"])))
+        with scratch_netns() as netns_fd:  # the pods' namespace, passed with every ADD (nothing is plumbed)
+            tally, elapsed, cpu = asyncio.run(_drive(socket_path, concurrency, seconds, netns_fd,
+                                                     int(ready["pid"])))
     finally:
         proc.terminate()
         try:

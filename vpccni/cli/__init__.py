@@ -2,8 +2,8 @@
 
 Each sub-command module defines ``add_arguments(parser)`` and ``run(args) -> int``. Bad input is one
 line on stderr and exit status 2 (see :class:`vpccni.console.OneLineParser`). A command that needs the local
-cloud says so in one line and exits 2 on an installation without the ``localcloud`` extra (a node's), before
-importing it.
+cloud (EC2's, on moto) says so in one line and exits 2 on an installation without the ``localcloud`` extra (a
+node's), before importing any of it; with ``--cloud azure`` it runs there (the local Azure needs no extra).
 """
 
 from __future__ import annotations
@@ -41,13 +41,18 @@ COMMANDS: dict[str, Command] = {
 
 
 def dispatch(prog: str, command: Command, argv: list[str]) -> int:
-    """Run one sub-command: check its extra, import its module, parse ``argv`` with its arguments."""
-    if command.needs_localcloud and (missing := localcloud_missing(prog)) is not None:
-        return fail(prog, missing)
+    """Run one sub-command: import its module, parse ``argv`` with its arguments, check its extra.
+
+    The local Azure needs no extra (the base install has the Azure SDK and cryptography), so a command run
+    with ``--cloud azure`` runs on a node's install too; the modules import nothing of moto at import."""
     module = importlib.import_module(command.module)
     parser = OneLineParser(prog=prog, description=command.help)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    if (command.needs_localcloud and getattr(args, "cloud", "aws") != "azure"
+            and (missing := localcloud_missing(prog)) is not None):
+        return fail(prog, missing)
+    return int(module.run(args))
 
 
 def _usage() -> str:

@@ -19,6 +19,9 @@ BENCHMARKS: dict[str, Command] = {
                    "ADD exec -> result latency of the real plugin, warm pool, vs floors", True),
     "fleet": Command("vpccni.benchmarks.fleet",
                      "thousands of nodes boot against one account's EC2 budget, vs the bound", True),
+    "soak": Command("vpccni.benchmarks.soak",
+                    "pod loops for a long time while ipamd is killed and EC2 faults come and go; then an "
+                    "audit: nothing leaked, held twice or left behind", True),
 }
 
 

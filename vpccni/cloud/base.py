@@ -5,7 +5,8 @@ any VPC-native cloud: a *network interface* (AWS ENI, Azure NIC) attached to an 
 *device index*, carrying a primary address plus *secondary addresses* (AWS secondary private IPs,
 Azure ipConfigurations) or delegated *prefixes* (AWS /28 prefixes), living in a *subnet* with a
 free-address count. An Azure-style provider would map ipConfigurations to secondary addresses and
-report no prefixes; nothing here names an AWS API.
+report no prefixes (as the Azure provider does); nothing here names an AWS API. Three capability properties
+say what a provider cannot do, so that ipamd never asks for it.
 
 Results are plain frozen dataclasses so that snapshots can be kept, compared and logged. Every method
 may raise the cloud errors of :mod:`vpccni.errors` (retryable ones only after the provider's own
@@ -119,6 +120,26 @@ class InstanceInfo:
 
 class CloudProvider(Protocol):
     """The one interface between ipamd and a cloud. Blocking; call it from worker threads."""
+
+    # --- what the cloud can do (constant per provider; ipamd never asks for what these rule out) -----
+
+    @property
+    def can_attach_interfaces(self) -> bool:
+        """Interfaces can be created, attached, detached and deleted while the instance runs. False
+        (Azure): the pool grows only by addresses on the interfaces the instance booted with, and the
+        create/attach/detach/delete methods raise :class:`~vpccni.errors.CloudUnsupported`."""
+        ...
+
+    @property
+    def supports_prefixes(self) -> bool:
+        """Delegated prefixes exist; False: ``assign_prefixes``/``unassign_prefixes`` are unsupported."""
+        ...
+
+    @property
+    def address_writes_are_batched(self) -> bool:
+        """Every address write rewrites the interface (Azure: one NIC PUT, a long-running operation), so
+        adding one address costs what adding many does: the pool should grow and shrink in batches."""
+        ...
 
     # --- the instance ----------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@
    (AWS: :func:`vpccni.cloud.aws.errors.map_error`), report the attempt to the observer, and
    on a throttle tell the budget so the whole node slows down;
 4. retry *retryable* errors only (throttled, 5xx, timeout) with tenacity's full-jitter exponential
-   back-off, bounded by attempts and by total time; permanent errors surface at once.
+   back-off, bounded by attempts and by total time; permanent errors surface at once;
+5. keep the logical call, from its first wait to its last answer, in :class:`InFlightCalls`, so a
+   call that hangs is known while it hangs (an observer hears of each attempt only when it ends).
 
 Ambiguous outcomes: after a timeout or 5xx the cloud may have acted anyway. When such an attempt is
 followed by a *permanent* error (e.g. attaching an interface that the lost attempt already attached),
@@ -41,7 +43,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from vpccni.cloud.budget import ApiBudget, Clock, Sleep
-from vpccni.cloud.observe import CallObserver, NullObserver
+from vpccni.cloud.observe import CallObserver, InFlightCalls, NullObserver
 from vpccni.errors import (
     CloudError,
     CloudServerError,
@@ -117,6 +119,7 @@ class CallRunner:
         retry: RetrySettings | None = None,
         budget: ApiBudget | None = None,
         observer: CallObserver | None = None,
+        in_flight: InFlightCalls | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> None:
@@ -124,6 +127,7 @@ class CallRunner:
         self.retry = retry or RetrySettings()
         self.budget = budget or ApiBudget(clock=clock, sleep=sleep)
         self.observer = observer or NullObserver()
+        self.in_flight = in_flight or InFlightCalls(clock=clock)
         self._clock = clock
         self._sleep = sleep
 
@@ -139,20 +143,24 @@ class CallRunner:
 
         ``give_up_on``: retryable error types raised at once instead of retried here."""
         ambiguous = False
+        token = self.in_flight.begin(action)
 
         def attempt() -> T:
             nonlocal ambiguous
             self.budget.acquire(action)
             started = self._clock()
+            self.in_flight.sent(token)
             try:
                 result = request()
             except Exception as exc:
                 elapsed = self._clock() - started
                 mapped = self._map_error(action, exc)
                 if not isinstance(mapped, CloudError):
+                    self.in_flight.answered(token, type(exc).__name__)
                     self.observer.observe(action, elapsed, type(exc).__name__, False)
                     raise
                 throttled = isinstance(mapped, CloudThrottled)
+                self.in_flight.answered(token, mapped.code)
                 self.observer.observe(action, elapsed, mapped.code, throttled)
                 if throttled:
                     self.budget.on_throttle(action)
@@ -176,4 +184,7 @@ class CallRunner:
             retry=retry_if_exception_type(RetryableError) & retry_if_not_exception_type(give_up_on),
             reraise=True,
         )
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        finally:
+            self.in_flight.end(token)

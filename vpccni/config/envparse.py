@@ -166,6 +166,26 @@ def http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def https_url(raw: str) -> str:
+    """An ``https://`` URL (Azure Resource Manager: azure-core sends bearer tokens over TLS only)."""
+    if not raw.startswith("https://"):
+        raise InvalidValue("an https:// URL")
+    try:
+        return http_url(raw)
+    except InvalidValue:
+        raise InvalidValue("an https:// URL") from None
+
+
+_UUID_ANY_CASE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def client_id(raw: str) -> str:
+    """An Entra ID application (client) id: a UUID, any case (returned lower-cased)."""
+    if not _UUID_ANY_CASE.fullmatch(raw):
+        raise InvalidValue("a client id (a UUID such as 00000000-0000-0000-0000-000000000000)")
+    return raw.lower()
+
+
 def bind_address(*, allow_unix: bool) -> Parser[str]:
     """``host:port`` (empty host = every interface, IPv6 in brackets) or ``unix:<absolute path>``."""
     accepted = "host:port (e.g. 127.0.0.1:61679 or :61679)"

@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from vpccni.config import envparse as p
+from vpccni.config.crosscheck import cross_field_problems
 from vpccni.errors import ConfigError, ConfigProblem
 from vpccni.wire.protocol import DEFAULT_SOCKET_PATH
 
@@ -54,9 +55,16 @@ _RATE = p.positive_number("calls per second")
 _TCP_BIND = p.bind_address(allow_unix=False)
 
 
-def _env(variable: str, default: T, parse: p.Parser[T], doc: str, *, also: tuple[str, ...] = ()) -> T:
-    """Declare a field set by ``variable`` (or, if unset, by the first set name in ``also``)."""
-    meta = {"env": variable, "also": also, "parse": parse, "doc": doc}
+_NO_AZURE_DEFAULT: Any = object()
+
+
+def _env(variable: str, default: T, parse: p.Parser[T], doc: str, *, also: tuple[str, ...] = (),
+         azure: Any = _NO_AZURE_DEFAULT) -> T:
+    """Declare a field set by ``variable`` (or, if unset, by the first set name in ``also``). ``azure``: its
+    default when VPCCNI_CLOUD=azure, where that differs (the doc must say so)."""
+    meta: dict[str, Any] = {"env": variable, "also": also, "parse": parse, "doc": doc}
+    if azure is not _NO_AZURE_DEFAULT:
+        meta["azure"] = azure
     if isinstance(default, Mapping):
         frozen = MappingProxyType(dict(default))
         return field(default_factory=lambda: frozen, metadata=meta, hash=False)  # type: ignore[return-value]
@@ -82,7 +90,7 @@ class Settings:
         "MINIMUM_IP_TARGET is set). Unit: ENIs. Default 1."))
     warm_ip_target: int = _env("WARM_IP_TARGET", 0, _NON_NEGATIVE, (
         "Keep this many free IPs; overrides WARM_ENI_TARGET and WARM_PREFIX_TARGET. Unit: addresses. "
-        "Default 0 = disabled."))
+        "Default 0 = disabled; Azure: 8 (Azure CNS's request threshold, half a VPCCNI_IP_BATCH)."), azure=8)
     minimum_ip_target: int = _env("MINIMUM_IP_TARGET", 0, _NON_NEGATIVE, (
         "Floor on the addresses held by the node, assigned or not. Unit: addresses. Default 0 = disabled."))
     warm_prefix_target: int = _env("WARM_PREFIX_TARGET", 1, _NON_NEGATIVE, (
@@ -147,7 +155,8 @@ class Settings:
             "Comma-separated IPv4 CIDRs that pods on secondary ENIs reach through the main table "
             "(ip rule priority 1535). Default none."))
     eni_mtu: int = _env("AWS_VPC_ENI_MTU", 9001, _MTU, (
-        "MTU of the node's ENIs, and of pods unless POD_MTU is set. Unit: bytes, 576..9001. Default 9001."))
+        "MTU of the node's ENIs, and of pods unless POD_MTU is set. Unit: bytes, 576..9001. Default 9001; "
+        "Azure: 1500 (an Azure virtual network's default MTU)."), azure=1500)
     pod_mtu: int | None = _env("POD_MTU", None, _MTU, (
         "MTU of pod interfaces. Unit: bytes, 576..9001. Default unset = AWS_VPC_ENI_MTU."))
     veth_prefix: str = _env("AWS_VPC_K8S_CNI_VETHPREFIX", "eni", p.veth_prefix, (
@@ -213,6 +222,26 @@ class Settings:
     host_cni_confdir_path: str = _env("HOST_CNI_CONFDIR_PATH", "/host/etc/cni/net.d", p.absolute_path, (
         "Where the conflist is written (host /etc/cni/net.d as mounted). Default /host/etc/cni/net.d."))
 
+    # --- the cloud (vpccni's own) ---
+    cloud: str = _env("VPCCNI_CLOUD", "aws", p.one_of("aws", "azure"), (
+        "The cloud this node runs in: aws (ENIs through EC2 and IMDSv2) or azure (IP configurations on the "
+        "NICs the VM booted with, through Azure Resource Manager and Azure IMDS). On azure some defaults "
+        "differ (each setting says which) and settings that cannot apply there are refused. Default aws."))
+    ip_batch: int = _env("VPCCNI_IP_BATCH", 0, _NON_NEGATIVE, (
+        "With WARM_IP_TARGET/MINIMUM_IP_TARGET: grow by whole batches of this many addresses, and give "
+        "back whole batches only once more than WARM_IP_TARGET + one batch are free, so a burst of pods "
+        "costs one cloud write per batch, not per pod (Azure CNS's batch). Unit: addresses. Default 0 = "
+        "off (grow by the shortfall, release down to the targets, as aws-node); Azure: 16."), azure=16)
+    azure_arm_endpoint: str = _env("VPCCNI_AZURE_ARM_ENDPOINT", "https://management.azure.com", p.https_url, (
+        "Azure Resource Manager's URL (VPCCNI_CLOUD=azure; another for a sovereign cloud). "
+        "Default https://management.azure.com."))
+    azure_identity_client_id: str | None = _env("VPCCNI_AZURE_IDENTITY_CLIENT_ID", None, p.client_id, (
+        "Client id of the user-assigned managed identity ipamd authenticates with, such as an AKS kubelet "
+        "identity (VPCCNI_CLOUD=azure). Default unset = the VM's system-assigned identity."))
+    azure_ca_bundle: str | None = _env("VPCCNI_AZURE_CA_BUNDLE", None, p.absolute_path, (
+        "PEM file of the CAs ARM's certificate is checked against (VPCCNI_CLOUD=azure), for an emulated "
+        "or private ARM. Default unset = the system's CAs."))
+
     # --- vpccni's own ---
     imds_endpoint: str = _env("VPCCNI_IMDS_ENDPOINT", "http://169.254.169.254", p.http_url, (
         "Instance metadata service base URL (the local cloud serves one per node). "
@@ -225,13 +254,16 @@ class Settings:
     # burst of 5 still covers a node's cold start (create-with-IPs + attach + modify + assign on eth0).
     api_mutating_bucket: int = _env("VPCCNI_API_MUTATING_BUCKET", 5, p.int_at_least(1), (
         "Burst of mutating EC2 calls (Create/Attach/Assign/Unassign/Delete...). Unit: calls. Default 5 "
-        "(a tenth of the account's 50)."))
+        "(a tenth of the account's 50); Azure: 10 NIC writes (a twentieth of ARM's 200)."), azure=10)
     api_mutating_refill: float = _env("VPCCNI_API_MUTATING_REFILL", 0.5, _RATE, (
-        "Sustained rate of mutating EC2 calls. Unit: calls/s. Default 0.5 (a tenth of the account's 5/s)."))
+        "Sustained rate of mutating EC2 calls. Unit: calls/s. Default 0.5 (a tenth of the account's 5/s); "
+        "Azure: 0.5 (a twentieth of ARM's 10/s)."), azure=0.5)
     api_describe_bucket: int = _env("VPCCNI_API_DESCRIBE_BUCKET", 10, p.int_at_least(1), (
-        "Burst of Describe* EC2 calls. Unit: calls. Default 10 (a tenth of the account's 100)."))
+        "Burst of Describe* EC2 calls. Unit: calls. Default 10 (a tenth of the account's 100); Azure: 12 "
+        "ARM reads (a twentieth of ARM's 250)."), azure=12)
     api_describe_refill: float = _env("VPCCNI_API_DESCRIBE_REFILL", 2.0, _RATE, (
-        "Sustained rate of Describe* EC2 calls. Unit: calls/s. Default 2 (a tenth of the account's 20/s)."))
+        "Sustained rate of Describe* EC2 calls. Unit: calls/s. Default 2 (a tenth of the account's 20/s); "
+        "Azure: 1.25 (a twentieth of ARM's 25/s)."), azure=1.25)
     pool_loop_period: float = _env("VPCCNI_POOL_LOOP_PERIOD", 5.0, p.seconds(exclusive=True), (
         "How often the pool loop checks targets. Unit: seconds. "
         "Default 5 (aws-node's ipPoolMonitorInterval)."))
@@ -239,11 +271,13 @@ class Settings:
         "Minimum time between two releases of surplus addresses. Unit: seconds. Default 30 "
         "(aws-node's decreaseIPPoolInterval)."))
     ec2_reconcile_period: float = _env("VPCCNI_EC2_RECONCILE_PERIOD", 60.0, p.seconds(exclusive=True), (
-        "How often the node's state is compared with EC2 when idle. Unit: seconds. Default 60 "
-        "(aws-node's nodeIPPoolReconcileInterval)."))
+        "How often the node's state is compared with EC2 (Azure: ARM) when idle. Unit: seconds. Default 60 "
+        "(aws-node's nodeIPPoolReconcileInterval); Azure: 300 (a compare is one read per NIC and one of "
+        "the VM, from a read bucket every node of the cluster shares)."), azure=300.0)
     vpc_cidr_check_period: float = _env("VPCCNI_VPC_CIDR_CHECK_PERIOD", 30.0, p.seconds(exclusive=True), (
-        "How often the VPC's CIDR blocks are read from IMDS, so traffic to a newly added block is not "
-        "SNAT'd. Unit: seconds. Default 30 (aws-node's VPC CIDR watcher)."))
+        "How often the VPC's CIDR blocks are read from IMDS (Azure: the virtual network's address space "
+        "from ARM), so traffic to a newly added block is not SNAT'd. Unit: seconds. Default 30 (aws-node's "
+        "VPC CIDR watcher); Azure: 300 (an ARM read, not a local IMDS one)."), azure=300.0)
     subnet_full_backoff: float = _env("VPCCNI_SUBNET_FULL_BACKOFF", 120.0, p.seconds(), (
         "No growth attempts for this long after a subnet-full or no-free-/28 error. Unit: seconds. "
         "Default 120 (aws-node's insufficientCidrErrorCooldown)."))
@@ -322,11 +356,15 @@ class Settings:
             else:
                 supplied[f.name] = variable
         problems += _unsupported_features(env)
+        if values.get("cloud") == "azure":
+            for f in _declared_fields():
+                if "azure" in f.metadata and f.name not in supplied:
+                    values[f.name] = f.metadata["azure"]
         # Cross-field checks see the good values (defaults in place of bad ones) and are skipped when a
         # variable they involve is already reported, so one mistake is never reported twice.
         settings = cls(**values, env_supplied=MappingProxyType(supplied))
         reported = {problem.variable for problem in problems}
-        problems += [problem for problem, involved in _cross_field_problems(settings, env)
+        problems += [problem for problem, involved in cross_field_problems(settings, env)
                      if not involved & reported]
         if problems:
             raise ConfigError(problems)
@@ -395,48 +433,3 @@ def _unsupported_features(env: Mapping[str, str]) -> list[ConfigProblem]:
             except p.InvalidValue as bad:
                 problems.append(ConfigProblem(variable, raw, bad.accepted))
     return problems
-
-
-def _cross_field_problems(s: Settings, env: Mapping[str, str]) -> list[tuple[ConfigProblem, set[str]]]:
-    """Checks over several variables: (problem naming the variable that enables it, variables involved)."""
-    found = []
-    if s.enable_prefix_delegation and not (s.warm_prefix_target or s.warm_ip_target or s.minimum_ip_target):
-        # aws-node's entrypoint refuses this too: with no warm target, every pod would wait for EC2.
-        found.append((
-            ConfigProblem("ENABLE_PREFIX_DELEGATION", env.get("ENABLE_PREFIX_DELEGATION", ""),
-                          "false, or one of WARM_PREFIX_TARGET, WARM_IP_TARGET, MINIMUM_IP_TARGET > 0"),
-            {"ENABLE_PREFIX_DELEGATION", "WARM_PREFIX_TARGET", "WARM_IP_TARGET", "MINIMUM_IP_TARGET"}))
-    if s.shrink == "aws" and s.scale_down_window != 0 and env.get("VPCCNI_SCALE_DOWN_WINDOW"):
-        # aws-node's shrink acts on the current count: a window would make it something else.
-        found.append((
-            ConfigProblem("VPCCNI_SCALE_DOWN_WINDOW", env["VPCCNI_SCALE_DOWN_WINDOW"],
-                          "0 or unset with VPCCNI_SHRINK=aws"),
-            {"VPCCNI_SCALE_DOWN_WINDOW", "VPCCNI_SHRINK"}))
-    if s.fleet_budget and not s.node_name and env.get("VPCCNI_FLEET_BUDGET"):
-        found.append((ConfigProblem("VPCCNI_FLEET_BUDGET", env["VPCCNI_FLEET_BUDGET"],
-                                    "unset, or MY_NODE_NAME set too (the ledger is a ConfigMap)"),
-                      {"VPCCNI_FLEET_BUDGET", "MY_NODE_NAME"}))
-    clash = None if s.disable_introspection or s.disable_metrics else _port_clash(s, env)
-    if clash:
-        found.append((clash, {"INTROSPECTION_BIND_ADDRESS", "VPCCNI_METRICS_BIND_ADDRESS",
-                              "DISABLE_INTROSPECTION", "DISABLE_METRICS"}))
-    return found
-
-
-def _port_clash(s: Settings, env: Mapping[str, str]) -> ConfigProblem | None:
-    """Introspection and metrics both listening on one port: the second bind would fail at runtime."""
-    if s.introspection_bind_address.startswith("unix:"):
-        return None
-    intro_host, intro_port = p.split_host_port(s.introspection_bind_address)
-    metrics_host, metrics_port = p.split_host_port(s.metrics_bind_address)
-    wildcard = ("", "0.0.0.0", "::")
-    if intro_port != metrics_port or intro_port == 0:
-        return None
-    if intro_host != metrics_host and intro_host not in wildcard and metrics_host not in wildcard:
-        return None
-    # Name the variable the user changed (both defaults cannot clash: 61679 vs 61678).
-    if env.get("VPCCNI_METRICS_BIND_ADDRESS"):
-        taken = f"a port not used by INTROSPECTION_BIND_ADDRESS ({s.introspection_bind_address})"
-        return ConfigProblem("VPCCNI_METRICS_BIND_ADDRESS", s.metrics_bind_address, taken)
-    return ConfigProblem("INTROSPECTION_BIND_ADDRESS", s.introspection_bind_address,
-                         f"a port not used by VPCCNI_METRICS_BIND_ADDRESS ({s.metrics_bind_address})")

@@ -50,19 +50,21 @@ def _cells(row: PodRow) -> tuple[str, ...]:
     )
 
 
-def table(rows: Sequence[PodRow], remote_ip: str, internet_ip: str) -> str:
-    """A fixed-width table, then three lines saying what the columns prove."""
+def table(rows: Sequence[PodRow], remote_ip: str, internet_ip: str, *, network: str = "VPC",
+          cloud: str = "EC2") -> str:
+    """A fixed-width table, then three lines saying what the columns prove (``network``/``cloud``: how
+    the lines name them; Azure's are "VNet" and "Azure"; the columns are the same on both)."""
     cells = [HEADERS, *(_cells(r) for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(HEADERS))).rstrip() for c in cells]
     same = sum(r.same_address_inside_and_out for r in rows)
     lines += [
         "",
-        f"{same} of {len(rows)} pods: the remote VPC host ({remote_ip}) saw the same address the pod has "
-        "inside (no overlay, no NAT inside the VPC).",
-        f"Traffic to the internet host ({internet_ip}, outside the VPC) is SNAT'd to the node's primary "
-        "address, as on EC2.",
-        "VPC -> POD: the remote VPC host connected to the pod's address and the pod answered.",
+        f"{same} of {len(rows)} pods: the remote {network} host ({remote_ip}) saw the same address the pod "
+        f"has inside (no overlay, no NAT inside the {network}).",
+        f"Traffic to the internet host ({internet_ip}, outside the {network}) is SNAT'd to the node's "
+        f"primary address, as on {cloud}.",
+        f"VPC -> POD: the remote {network} host connected to the pod's address and the pod answered.",
     ]
     return "\n".join(lines)
 

@@ -13,14 +13,20 @@ What it does, in the order a newcomer sees it on stderr:
    source address it saw), and remote VPC host -> pod (the pod answers on its own address);
 5. prints one row per pod (:mod:`vpccni.demo.report`): a table, or one JSON object per line.
 
-Which ENI holds a pod's address is asked of EC2 (the truth), not of ipamd. Everything runs in namespaces
-named ``dm<4 hex>-*`` (unique per run, so a demo and a test run side by side) and :func:`run_demo`
-removes all of it before it returns, also after a failure, Ctrl-C or SIGTERM. ``--keep`` holds the
-cluster up after printing, until Ctrl-C or SIGTERM.
+``--cloud azure`` does the same on the local Azure (:mod:`vpccni.localcloud.azure`): VMs with ipamd set to
+VPCCNI_CLOUD=azure, pod addresses as IP configurations of the VMs' NICs, delivered by the same emulated
+network; the first node gets nine pods, so its pool grows by a second batch of 16 in one more NIC write,
+and no pod needs a second NIC (one holds every pod a VM may run).
+
+Which ENI (NIC) holds a pod's address is asked of EC2 (ARM: the truth), not of ipamd. Everything runs in
+namespaces named ``dm<4 hex>-*`` (unique per run, so a demo and a test run side by side) and
+:func:`run_demo` removes all of it before it returns, also after a failure, Ctrl-C or SIGTERM. ``--keep``
+holds the cluster up after printing, until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import signal
 import sys
@@ -29,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from vpccni.config import limits
 from vpccni.demo.report import PodRow, json_lines, table
@@ -37,10 +43,12 @@ from vpccni.localcloud.vpc.netns import ProbeFailed
 from vpccni.testing.cluster import ClusterNode, EmulatedCluster, Pod
 
 PODS_PER_NODE = 2
+AZURE_FIRST_NODE_PODS = 9  # Azure's defaults: 16 addresses, 8 kept free: the 9th pod asks for a batch more
 POD_NAMESPACE = "default"
 PREFIX_STEM = "dm"
 ONE_LINE_MAX = 400  # characters of a failure message
-WAIT_SLICE_S = 0.2  # how late --keep may notice Ctrl-C (see StopRequest.wait)
+WAIT_SLICE_S = 0.2
+_COUNTS = ("total", "assigned", "cooling")  # how late --keep may notice Ctrl-C (see StopRequest.wait)
 
 
 def run_prefix() -> str:
@@ -94,6 +102,12 @@ class Progress:
         self.stream.flush()
 
 
+def azure_pods_per_node(nodes: int) -> list[int]:
+    """On Azure: the first node gets one pod more than half a batch, so its pool grows by a second batch of
+    IP configurations (one NIC write) while the pods arrive; the others get :data:`PODS_PER_NODE`."""
+    return [AZURE_FIRST_NODE_PODS if i == 0 else PODS_PER_NODE for i in range(nodes)]
+
+
 def pods_per_node(node_types: Sequence[str]) -> list[int]:
     """How many pods each node gets: :data:`PODS_PER_NODE`, except the node whose ENIs hold the fewest
     addresses, which gets one more pod than its primary ENI has secondary addresses (the pod that spills
@@ -125,13 +139,16 @@ class Demo:
         seed: int = 0,
         prefix: str | None = None,
         stop: StopRequest | None = None,
+        cloud: str = "aws",
     ) -> None:
         self.node_types = list(node_types)
         self.progress = progress
         self.stop = stop or StopRequest()
         self.prefix = prefix or run_prefix()
-        self.cluster = EmulatedCluster([], prefix=self.prefix, profile=profile, seed=seed)
+        self.azure = cloud == "azure"
+        self.cluster = EmulatedCluster([], prefix=self.prefix, profile=profile, seed=seed, cloud=cloud)
         self.pods: list[Pod] = []
+        self.interfaces = "NIC(s)" if self.azure else "ENI(s)"
 
     def close(self) -> None:
         """Remove pods, ipamd processes, namespaces, the cloud; ClusterError if something stayed."""
@@ -140,16 +157,33 @@ class Demo:
     # --- steps ---------------------------------------------------------------------------------------
 
     def bring_up_cloud(self) -> None:
-        self.progress.say(
-            "starting the local cloud (EC2 semantics on moto, one IMDS per node) and the "
-            "emulated VPC (router, remote VPC host, internet host) ..."
-        )
+        if self.azure:
+            self.progress.say(
+                "starting the local Azure (ARM over https with its own CA, one IMDS and managed identity per "
+                "VM) and the emulated virtual network (router, remote VNet host, internet host) ..."
+            )
+        else:
+            self.progress.say(
+                "starting the local cloud (EC2 semantics on moto, one IMDS per node) and the "
+                "emulated VPC (router, remote VPC host, internet host) ..."
+            )
         self.cluster.start()
         self.stop.check()
-        vpc, subnet, _ = self.cluster.cloud.default_network()
+        if self.azure:
+            from vpccni.localcloud.azure.cloud import DEFAULT_VNET_CIDR
+
+            azure = self.cluster.azure
+            subnet = ipaddress.ip_network(azure.state.subnet(azure.default_subnet()).prefix)
+            self.progress.say(
+                f"local Azure up: ARM {azure.endpoint}, virtual network {DEFAULT_VNET_CIDR}, node subnet "
+                f"{subnet}; remote VNet host {self.cluster.remote_ip}, internet host "
+                f"{self.cluster.internet_ip} (namespaces {self.prefix}-*)"
+            )
+            return
+        vpc, subnet_info, _ = self.cluster.cloud.default_network()
         self.progress.say(
             f"local cloud up: EC2 {self.cluster.cloud.ec2_endpoint}, VPC {vpc.cidr}, node subnet "
-            f"{subnet.cidr}; remote VPC host {self.cluster.remote_ip}, internet host "
+            f"{subnet_info.cidr}; remote VPC host {self.cluster.remote_ip}, internet host "
             f"{self.cluster.internet_ip} (namespaces {self.prefix}-*)"
         )
 
@@ -162,15 +196,16 @@ class Demo:
             node = self.cluster.add_node(instance_type)
             totals = node.pool()["totals"]
             self.progress.say(
-                f"node {number} ready: {node.instance_id} ({instance_type}), primary address "
+                f"node {number} ready: {short(node.instance_id)} ({instance_type}), primary address "
                 f"{node.primary_ip}, ipamd PID {node.ipamd_pid} serving with {totals['free']} free "
-                f"addresses on {totals['enis']} ENI(s) ({time.monotonic() - started:.1f}s)"
+                f"addresses on {totals['enis']} {self.interfaces} ({time.monotonic() - started:.1f}s)"
             )
             nodes.append(node)
         return nodes
 
     def add_pods(self, nodes: Sequence[ClusterNode]) -> None:
-        counts = pods_per_node([n.instance_type for n in nodes])
+        types = [n.instance_type for n in nodes]
+        counts = azure_pods_per_node(len(nodes)) if self.azure else pods_per_node(types)
         total = sum(counts)
         for node, count in zip(nodes, counts, strict=True):
             for _ in range(count):
@@ -180,29 +215,37 @@ class Demo:
                 pod = self.cluster.add_pod(node, POD_NAMESPACE, name)
                 self.pods.append(pod)
                 place = self.eni_of(pod)
+                kind = "NIC" if self.azure else "ENI"
                 where = (
-                    "primary ENI"
+                    f"primary {kind}"
                     if place.device_index == 0
-                    else (f"secondary ENI, device {place.device_index}")
+                    else (f"secondary {kind}, device {place.device_index}")
                 )
                 self.progress.say(
                     f"pod {len(self.pods)}/{total} {POD_NAMESPACE}/{name} added on {node.name} "
-                    f"({node.instance_type}) through the CNI plugin: {pod.ip} from {place.eni_id} "
+                    f"({node.instance_type}) through the CNI plugin: {pod.ip} from {short(place.eni_id)} "
                     f"({where}) in {(time.monotonic() - started) * 1000:.0f} ms"
+                )
+            if self.azure:
+                pool = settled_pool(node)
+                writes = pool["ec2_calls"].get("PutNetworkInterface", {}).get("calls", 0)
+                self.progress.say(
+                    f"{node.name}: {count} pods; its pool holds {pool['totals']['total']} IP configurations, "
+                    f"added in batches of 16 by {writes} NIC write(s) (one write per batch, not per pod)"
                 )
 
     def eni_of(self, pod: Pod) -> EniPlace:
-        """The ENI EC2 says holds the pod's address (ipamd's own view is not the proof)."""
-        view = self.cluster.cloud.server.instance_view(pod.node.instance_id)
-        for eni in view.enis:
-            if pod.ip in eni.private_ips:
-                return EniPlace(eni.eni_id, eni.device_index or 0)
-        raise ProbeFailed(f"EC2 shows no ENI of {pod.node.instance_id} holding {pod.ip}")
+        """The ENI EC2 (the NIC ARM) says holds the pod's address (ipamd's own view is not the proof)."""
+        held = self.cluster.interface_of(pod.node, pod.ip)
+        if held is None:
+            raise ProbeFailed(f"the cloud shows no interface of {pod.node.instance_id} holding {pod.ip}")
+        return EniPlace(*held)
 
     def probe(self) -> list[PodRow]:
+        net = "VNet" if self.azure else "VPC"
         self.progress.say(
-            f"probing by TCP: each pod -> remote VPC host {self.cluster.remote_ip}, each pod "
-            f"-> internet host {self.cluster.internet_ip}, remote VPC host -> each pod ..."
+            f"probing by TCP: each pod -> remote {net} host {self.cluster.remote_ip}, each pod "
+            f"-> internet host {self.cluster.internet_ip}, remote {net} host -> each pod ..."
         )
         rows = []
         for pod in self.pods:
@@ -219,10 +262,10 @@ class Demo:
         reached = _seen(lambda: self.cluster.remote_to_pod(pod)) == self.cluster.remote_ip
         return PodRow(
             pod=f"{pod.namespace}/{pod.name}",
-            node=pod.node.instance_id,
+            node=short(pod.node.instance_id),
             instance_type=pod.node.instance_type,
             node_primary_ip=pod.node.primary_ip,
-            eni=place.eni_id,
+            eni=short(place.eni_id),
             eni_device_index=place.device_index,
             pod_ip=pod.ip,
             remote_saw=remote_saw,
@@ -251,8 +294,28 @@ def _seen(probe: Callable[[], str]) -> str:
         return ""
 
 
-def problems_of(rows: Sequence[PodRow]) -> list[str]:
-    """What the traffic did not show as it should, one line per kind (empty: all as on EC2)."""
+def settled_pool(node: ClusterNode, timeout_s: float = 10.0) -> dict[str, Any]:
+    """``/v1/pool`` once the last pool pass saw the pool as it is (a write in flight has landed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pool = node.pool()
+        decision = pool["last_decision"]
+        quiet = decision is not None and not (decision["assign"] or decision["release"])
+        # ... and that pass counted what is in use now (a pod added since has not been seen yet).
+        seen = quiet and all(decision["basis"][k] == pool["totals"][k] for k in _COUNTS)
+        if seen or time.monotonic() > deadline:
+            return pool
+        time.sleep(0.1)
+
+
+def short(resource_id: str) -> str:
+    """An Azure resource id's name (its last part); an EC2 id as it is."""
+    return resource_id.rsplit("/", 1)[-1]
+
+
+def problems_of(rows: Sequence[PodRow], *, expect_secondary: bool = True) -> list[str]:
+    """What the traffic did not show as it should, one line per kind (empty: all as on EC2). On Azure
+    (``expect_secondary=False``) no pod needs a second NIC: one NIC holds every pod the VM may run."""
     found = []
     not_same = [r.pod for r in rows if not r.same_address_inside_and_out]
     if not_same:
@@ -263,7 +326,7 @@ def problems_of(rows: Sequence[PodRow]) -> list[str]:
     unreached = [r.pod for r in rows if not r.remote_reached_pod]
     if unreached:
         found.append(f"the remote VPC host could not reach {', '.join(unreached)}")
-    if rows and all(r.eni_device_index == 0 for r in rows):
+    if expect_secondary and rows and all(r.eni_device_index == 0 for r in rows):
         found.append("no pod landed on a secondary ENI")
     return found
 
@@ -275,6 +338,7 @@ class DemoOptions:
     json: bool = False  # one JSON object per pod instead of the table
     profile: str = "fast"  # the local cloud's EC2 latency profile
     seed: int = 0
+    cloud: str = "aws"  # or "azure": the local Azure, VMs, NICs and IP configurations
 
 
 def run_demo(prog: str, options: DemoOptions, out: TextIO | None = None, started: float | None = None) -> int:
@@ -289,7 +353,8 @@ def run_demo(prog: str, options: DemoOptions, out: TextIO | None = None, started
     previous = {sig: signal.signal(sig, stop.handle) for sig in _STOP_SIGNALS}
     demo: Demo | None = None
     try:
-        demo = Demo(options.node_types, progress, profile=options.profile, seed=options.seed, stop=stop)
+        demo = Demo(options.node_types, progress, profile=options.profile, seed=options.seed, stop=stop,
+                    cloud=options.cloud)
         status = _show(demo, options, out)
     except KeyboardInterrupt:
         progress.say("interrupted")
@@ -328,10 +393,11 @@ def _show(demo: Demo, options: DemoOptions, out: TextIO) -> int:
     out.write(
         json_lines(rows)
         if options.json
-        else table(rows, demo.cluster.remote_ip, demo.cluster.internet_ip) + "\n"
+        else table(rows, demo.cluster.remote_ip, demo.cluster.internet_ip,
+                   **({"network": "VNet", "cloud": "Azure"} if demo.azure else {})) + "\n"
     )
     out.flush()
-    problems = problems_of(rows)
+    problems = problems_of(rows, expect_secondary=not demo.azure)
     for problem in problems:
         demo.progress.say(f"unexpected: {problem}")
     if options.keep:

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +33,9 @@ from vpccni.localcloud.ec2.state import limits_for
 from vpccni.localcloud.ec2.throttle import ThrottleConfig
 from vpccni.localcloud.imds.history import Clock, ViewHistory
 from vpccni.localcloud.imds.server import ImdsServer
+from vpccni.localcloud.model import Node
+
+__all__ = ["CNI_SUBNET_TAG", "LocalCloud", "Node", "Subnet", "Vpc", "is_known_instance_type"]
 
 # moto accepts any image id unless AMI validation is on; describing images would cost ~0.7 s.
 _IMAGE_ID = "ami-0123456789abcdef0"
@@ -60,25 +63,6 @@ class Subnet:
     cidr: str
     availability_zone: str
     tags: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Node:
-    """One emulated instance, as a user of the local cloud needs to address it."""
-
-    instance_id: str
-    instance_type: str
-    availability_zone: str
-    region: str
-    subnet_id: str
-    vpc_id: str
-    primary_eni_id: str
-    primary_ip: str
-    mac: str
-    imds_endpoint: str  # http://127.0.0.1:<port>; its IMDS server is LocalCloud.imds(node)
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 class LocalCloud:

@@ -1,12 +1,14 @@
 """Read-only views of the local cloud's EC2 state.
 
-The EC2 layer (moto + our semantics) produces these; the per-node IMDS and the VPC dataplane consume
-them. They are plain frozen data so that a snapshot can be kept (IMDS lag/stale modes) and compared.
+The EC2 layer (moto + our semantics) produces these, and the local Azure the same for its VMs (a VM is an
+instance, a NIC an ENI); the per-node IMDS and the VPC dataplane consume them. :class:`Node` is how a user
+of either local cloud addresses one of its machines. They are plain frozen data so that a snapshot can be
+kept (IMDS lag/stale modes) and compared.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,22 @@ class InstanceView:
     @property
     def primary_eni(self) -> EniView:
         return next(e for e in self.enis if e.device_index == 0)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One emulated instance (or Azure VM), as a user of the local cloud needs to address it."""
+
+    instance_id: str  # Azure: the VM's resource id
+    instance_type: str  # Azure: the VM size
+    availability_zone: str  # Azure: the location
+    region: str
+    subnet_id: str
+    vpc_id: str  # Azure: the virtual network's resource id
+    primary_eni_id: str  # Azure: the primary NIC's resource id
+    primary_ip: str
+    mac: str  # the primary interface's, Linux form (0a:1b:..)
+    imds_endpoint: str  # http://127.0.0.1:<port>; its IMDS server is LocalCloud.imds(node)
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)

@@ -15,6 +15,7 @@ fallback can load ``vpccni.net.hostroutes`` without pulling in the rest):
     testns      namespaces, veths and traffic probes for tests
 
 Every function takes the network namespace to act in (``netns=``: a name under /run/netns, an absolute
-path such as CNI_NETNS, or None for the caller's own) and is idempotent. Failures raise
+path, an open namespace (``nsutil.NetnsFd``: how ipamd holds a pod's), or None for the caller's own) and is
+idempotent. Failures raise
 :class:`vpccni.errors.PlumbingError` subclasses (PlumbingBusy: retry; PlumbingFailed: don't).
 """

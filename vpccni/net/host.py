@@ -35,7 +35,7 @@ from vpccni.net.names import (
     validate_mtu,
     validate_table,
 )
-from vpccni.net.nsutil import error_code, fail, iproute, sysctl_path, write_sysctl, write_sysctl_path
+from vpccni.net.nsutil import error_code, fail, iproute, read_sysctl_path, sysctl_path, write_sysctl_path
 from vpccni.net.rules import RuleKey, plan_rules
 
 if TYPE_CHECKING:
@@ -218,5 +218,9 @@ def setup_host(
         if connmark is not None:
             desired.add(RuleKey(priority=PRIO_FWMARK, table=MAIN_TABLE, fwmark=connmark, fwmask=connmark))
         apply_rule_plan(ipr, plan_rules(desired, dump_rules(ipr), _is_fwmark_rule), where)
-    write_sysctl_path(netns, sysctl_path("net", "ipv4", "conf", primary_ifname, "rp_filter"), RP_FILTER_LOOSE)
-    write_sysctl(netns, "net.ipv4.ip_forward", "1")
+    # Written only when they differ: node init sets both before ipamd starts, and a container's /proc/sys is
+    # read-only, so an unconditional write would stop ipamd on every node.
+    for path, value in ((sysctl_path("net", "ipv4", "conf", primary_ifname, "rp_filter"), RP_FILTER_LOOSE),
+                        (sysctl_path("net", "ipv4", "ip_forward"), "1")):
+        if read_sysctl_path(netns, path) != value:
+            write_sysctl_path(netns, path, value)

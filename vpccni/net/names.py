@@ -69,6 +69,12 @@ def host_veth_name(
     return prefix + digest[:_HASH_HEX_CHARS]
 
 
+def veth_prefix_of(host_ifname: str) -> str:
+    """The AWS_VPC_K8S_CNI_VETHPREFIX a host veth name made by :func:`host_veth_name` starts with ("" if
+    the name is too short to be one)."""
+    return host_ifname[:-_HASH_HEX_CHARS] if len(host_ifname) > _HASH_HEX_CHARS else ""
+
+
 def route_table_for_device(device_number: int) -> int:
     """Route table of an ENI: main for the primary (device 0), device number + 1 otherwise."""
     if device_number < 0:

@@ -6,10 +6,11 @@ missing namespace. Instead a short-lived thread calls setns(2) — which moves o
 the socket (a socket stays in the namespace it was born in) or does the /proc/sys write, and exits. No
 process-wide state changes, so any number of threads may do this at once.
 
-A namespace is named either by a bare name (``/run/netns/<name>``) or by an absolute path (a CNI_NETNS such
-as ``/var/run/netns/cni-...`` or ``/proc/<pid>/ns/net``). Before use the path is checked to be a *network*
-namespace (NS_GET_NSTYPE ioctl), so a path sent over the ipamd socket cannot make us act on an arbitrary
-file (no confused deputy).
+A namespace is named by a bare name (``/run/netns/<name>``), by an absolute path (``/proc/<pid>/ns/net``,
+a bind mount), or given open as a :class:`NetnsFd`: how ipamd holds a pod's namespace, which the plugin
+opens where the runtime can see it and passes over the socket (ipamd never resolves a runtime's path).
+A path is checked to be a *network* namespace (NS_GET_NSTYPE ioctl) before use; a :class:`NetnsFd` was
+checked by whoever made it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, TypeVar
 
 from vpccni.errors import PlumbingBusy, PlumbingError, PlumbingFailed
 
@@ -44,6 +45,20 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 class NetnsMissing(PlumbingFailed):
     """The named network namespace does not exist (any more). Teardown treats this as success."""
+
+
+class NetnsFd(NamedTuple):  # not a dataclass: the plugin's DEL fallback imports this module
+    """An open network namespace: its descriptor (closed by whoever opened it, never here) and the name it
+    goes by in messages (for a pod: CNI_NETNS as the runtime gave it)."""
+
+    fd: int
+    label: str
+
+    def __str__(self) -> str:
+        return self.label
+
+
+Netns = str | NetnsFd  # a name or path, or an open namespace
 
 
 def netns_path(netns: str) -> str:
@@ -80,14 +95,16 @@ def open_netns(netns: str) -> int:
     return fd
 
 
-def run_in_netns(netns: str | int | None, func: Callable[[], T]) -> T:
+def run_in_netns(netns: Netns | int | None, func: Callable[[], T]) -> T:
     """Run ``func`` with the calling context moved into ``netns`` (None: right here, no thread).
 
-    ``netns`` is a name or path, or a namespace fd the caller opened with :func:`open_netns` (and
-    closes): one open serves several sockets in the same namespace.
+    ``netns`` is a name or path, or an open namespace (a :class:`NetnsFd`, or a bare fd the caller opened
+    with :func:`open_netns`), which the caller closes: one open serves several sockets in one namespace.
     """
     if netns is None:
         return func()
+    if isinstance(netns, NetnsFd):
+        return _run_at(netns.fd, netns.label, func)
     if isinstance(netns, int):
         return _run_at(netns, f"fd {netns}", func)
     fd = open_netns(netns)
@@ -118,7 +135,7 @@ def _run_at(fd: int, label: str, func: Callable[[], T]) -> T:
     return outcome[0]
 
 
-def netlink_socket(netns: str | int | None) -> socket.socket:
+def netlink_socket(netns: Netns | int | None) -> socket.socket:
     """An rtnetlink socket living in ``netns`` (see :func:`run_in_netns`)."""
     return run_in_netns(
         netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0)
@@ -126,7 +143,7 @@ def netlink_socket(netns: str | int | None) -> socket.socket:
 
 
 @contextmanager
-def iproute(netns: str | None) -> Iterator[IPRoute]:
+def iproute(netns: Netns | None) -> Iterator[IPRoute]:
     """A short-lived IPRoute handle in ``netns`` (never cached: handles are not shared across threads)."""
     from pyroute2 import IPRoute
 

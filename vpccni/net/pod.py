@@ -15,6 +15,12 @@ namespaces costs 17-37 ms (an RCU barrier), creating it in place ~1 ms. Setup as
 or rules from an earlier attempt for the same pod are removed first, and if anything fails midway all that
 this call created is removed again before the error is raised. Teardown treats anything already gone —
 link, rule, route, the pod namespace itself — as done.
+
+Only links that are provably ours are ever removed from the pod: the host veth of this very pod (its name
+is ours), or a pod interface that is a veth whose peer lives in the node namespace under a name carrying
+our veth prefix (an earlier attempt whose host end had another name). Anything else already holding
+CNI_IFNAME — a bridge, ``lo``, another plugin's veth — fails the ADD with :class:`InterfaceExists` and
+stays exactly as it was, as the reference plugins answer "already exists".
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ import errno
 import logging
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vpccni.errors import PlumbingFailed
+from vpccni.errors import InterfaceExists, PlumbingFailed
 from vpccni.net.hostroutes import (
     HostRoute,
     drop_host_routing,
@@ -42,9 +50,10 @@ from vpccni.net.names import (
     validate_ipv4,
     validate_mtu,
     validate_table,
+    veth_prefix_of,
 )
-from vpccni.net.nsutil import NetnsMissing, error_code, fail, iproute, open_netns
-from vpccni.net.rtnl import Rtnl, rtnl
+from vpccni.net.nsutil import Netns, NetnsFd, NetnsMissing, error_code, fail, iproute, open_netns
+from vpccni.net.rtnl import LinkInfo, Rtnl, rtnl
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -61,11 +70,12 @@ _IFF_UP = 0x1
 class PodAttachment:
     """One pod interface: where it lives, what it is called on both sides, its address and ENI table.
 
-    ``pod_netns`` is CNI_NETNS (absolute path) or a namespace name; it may be None for teardown only
-    (DEL without a netns). ``table`` is the route table of the ENI holding the address (main = primary).
+    ``pod_netns`` is the pod's namespace open (how ipamd has it: the plugin passed it), a namespace name or
+    an absolute path; None for teardown only (DEL without a netns). ``table`` is the route table of the ENI
+    holding the address (main = primary).
     """
 
-    pod_netns: str | None
+    pod_netns: Netns | None
     ifname: str
     host_ifname: str
     ipv4: str
@@ -121,7 +131,59 @@ def _random_mac() -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def _create_veth(host: Rtnl, att: PodAttachment, pod_fd: int, macs: tuple[str, str], where: str) -> bool:
+@contextmanager
+def _netns_fd(netns: str | None) -> Iterator[int]:
+    """An open fd of ``netns`` (None: the calling thread's own namespace, where ``rtnl(None)`` speaks)."""
+    fd = open_netns(netns) if netns is not None else os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _ours_in_pod(host: Rtnl, pod: Rtnl, node_fd: int, link: LinkInfo, att: PodAttachment) -> bool:
+    """Is ``link`` (in the pod) a veth whose peer is in the node namespace under one of our names?
+
+    The peer's index alone proves nothing (indexes repeat across namespaces), so the peer's namespace is
+    checked first: the pod must know the node namespace by the id the link names its peer's by.
+    """
+    if link.kind != "veth" or link.peer_index is None or link.peer_netnsid is None:
+        return False
+    if pod.netnsid_of(node_fd) != link.peer_netnsid:
+        return False
+    peer = host.find_link_by_index(link.peer_index)
+    if peer is None or peer.kind != "veth" or peer.peer_index != link.index:
+        return False
+    prefix = veth_prefix_of(att.host_ifname)
+    return peer.name == att.host_ifname or (bool(prefix) and peer.name.startswith(prefix))
+
+
+def _describe(link: LinkInfo) -> str:
+    return f"a {link.kind} link" if link.kind else "a device"
+
+
+def _clear_leftovers(host: Rtnl, pod: Rtnl, node_fd: int, att: PodAttachment, where: str) -> None:
+    """Before the second attempt: remove what of an earlier attempt for this pod is in the way, after
+    checking that all of it is ours; if something else holds a name, fail and touch nothing."""
+    step = f"create veth {att.host_ifname} / {att.ifname} in {where}"
+    pod_where = f"pod namespace {att.pod_netns}"
+    in_pod = pod.find_link(att.ifname)
+    if in_pod is not None and not _ours_in_pod(host, pod, node_fd, in_pod, att):
+        raise InterfaceExists(step, (
+            f"{att.ifname} already exists in {pod_where} ({_describe(in_pod)} vpccni did not create); it is "
+            "left as it is: CNI_IFNAME must name an interface the pod does not have yet"))
+    on_host = host.find_link(att.host_ifname)
+    if on_host is not None and on_host.kind != "veth":
+        raise PlumbingFailed(step, f"{att.host_ifname} already exists in {where} and is "
+                             f"{_describe(on_host)}, not a pod veth; it is left as it is")
+    if on_host is not None:
+        _delete_link(host, att.host_ifname, where)  # its peer goes with it, wherever it is
+    if in_pod is not None:
+        _delete_link(pod, att.ifname, pod_where)  # gone already if the host end above was its peer
+
+
+def _create_veth(host: Rtnl, pod: Rtnl, att: PodAttachment, pod_fd: int, netns: str | None,
+                 macs: tuple[str, str], where: str) -> bool:
     """veth host_ifname <-> ifname, the peer created inside the pod namespace (no move), the host end
     up from birth, MACs chosen here (saving the round trips to set the host end up and read MACs back).
 
@@ -135,12 +197,9 @@ def _create_veth(host: Rtnl, att: PodAttachment, pod_fd: int, macs: tuple[str, s
         except Exception as exc:
             if error_code(exc) != errno.EEXIST or attempt:
                 fail(f"create veth {att.host_ifname} / {att.ifname} in {where}", exc)
-            # Leftovers of an earlier attempt for this pod: the host end (deleting it takes its peer
-            # along) or CNI_IFNAME inside the pod. Removed only now, so a fresh ADD (the usual case)
-            # pays no extra netlink round trip for them.
-            _delete_link(host, att.host_ifname, where)
-            with rtnl(pod_fd) as pod:
-                _delete_link(pod, att.ifname, f"pod namespace {att.pod_netns}")
+            # Judged only now, so a fresh ADD (the usual case) pays no extra netlink round trip for them.
+            with _netns_fd(netns) as node_fd:
+                _clear_leftovers(host, pod, node_fd, att, where)
     raise AssertionError("unreachable: the second attempt returns or fails")
 
 
@@ -154,14 +213,20 @@ def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
         raise PlumbingFailed("set up pod network", "no pod network namespace given")
     where = netns or "the node namespace"
     pod_where = f"pod namespace {att.pod_netns}"
-    pod_fd = open_netns(att.pod_netns)
+    opened: int | None = None  # closed here; a NetnsFd belongs to the caller
+    if isinstance(att.pod_netns, NetnsFd):
+        pod_ns = att.pod_netns
+    else:
+        opened = open_netns(att.pod_netns)
+        pod_ns = NetnsFd(opened, att.pod_netns)
+    pod_fd = pod_ns.fd
     try:
-        with rtnl(netns) as host, rtnl(pod_fd) as pod:
+        with rtnl(netns) as host, rtnl(pod_ns) as pod:
             created = False
             host_mac, pod_mac = _random_mac(), _random_mac()
             step = f"create veth {att.host_ifname} / {att.ifname} in {where}"
             try:
-                leftovers = _create_veth(host, att, pod_fd, (host_mac, pod_mac), where)
+                leftovers = _create_veth(host, pod, att, pod_fd, netns, (host_mac, pod_mac), where)
                 created = True
                 step = f"look up {att.ifname} in {pod_where}"
                 pod_link = pod.get_link(att.ifname)
@@ -191,7 +256,8 @@ def setup_pod(att: PodAttachment, *, netns: str | None = None) -> PodLinks:
                     fail(step, exc)
                 raise
     finally:
-        os.close(pod_fd)
+        if opened is not None:
+            os.close(opened)
     return PodLinks(
         host_ifname=att.host_ifname,
         host_mac=host_mac,
@@ -218,11 +284,12 @@ def teardown_pod(att: PodAttachment, *, netns: str | None = None) -> None:
         drop_host_routing(host, att.ipv4, where, only_via=att.host_ifname)
         if _delete_link(host, att.host_ifname, where) or not att.pod_netns:
             return
-    # The host end was not there: a peer may still sit in the pod under CNI_IFNAME (e.g. renamed host end).
+    # The host end was not there: a peer of ours may still sit in the pod under CNI_IFNAME (an earlier
+    # attempt whose host end had another name). Anything else there is not ours to remove.
     try:
-        with rtnl(att.pod_netns) as pod:
+        with rtnl(att.pod_netns) as pod, rtnl(netns) as host, _netns_fd(netns) as node_fd:
             link = pod.find_link(att.ifname)
-            if link is not None and link.kind == "veth":
+            if link is not None and _ours_in_pod(host, pod, node_fd, link, att):
                 _delete_link(pod, att.ifname, f"pod namespace {att.pod_netns}")
     except NetnsMissing:
         return

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from vpccni.net.nsutil import netlink_socket
+from vpccni.net.nsutil import Netns, netlink_socket
 
 __all__ = ["LinkInfo", "NetlinkFailure", "Rtnl", "rtnl"]
 
@@ -37,6 +37,9 @@ _RTM_NEWNEIGH = 28
 _RTM_NEWRULE, _RTM_DELRULE = 32, 33
 _IFF_UP = 0x1
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_LINKINFO, _IFLA_NET_NS_FD = 1, 3, 4, 5, 18, 28
+_IFLA_LINK_NETNSID = 37
+_RTM_GETNSID = 90
+_NETNSA_NSID, _NETNSA_FD = 1, 3
 _IFLA_INFO_KIND, _IFLA_INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 1, 4, 5, 15
@@ -58,6 +61,8 @@ _NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, typ
 _FIBRULE = struct.Struct("=BBBBBBBBI")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+_RTGENMSG = struct.Struct("=Bxxx")  # rtgenmsg: family, padded to NLMSG_ALIGNTO
 _ERRNO = struct.Struct("=i")
 _RECV_BYTES = 65536
 _TIMEOUT_S = 10.0  # the kernel answers at once; a wait this long means something is badly wrong
@@ -74,11 +79,16 @@ class NetlinkFailure(OSError):
 class LinkInfo:
     """What the ADD path needs to know about one link."""
 
-    __slots__ = ("index", "peer_index", "mac", "kind")
+    __slots__ = ("index", "name", "peer_index", "peer_netnsid", "mac", "kind")
 
-    def __init__(self, index: int, peer_index: int | None, mac: str | None, kind: str | None) -> None:
+    def __init__(self, index: int, peer_index: int | None, mac: str | None, kind: str | None,
+                 name: str = "", peer_netnsid: int | None = None) -> None:
         self.index = index
+        self.name = name
         self.peer_index = peer_index  # IFLA_LINK: for a veth, the peer's ifindex in the peer's namespace
+        # IFLA_LINK_NETNSID: the id, in this link's namespace, of the namespace its peer lives in (None:
+        # the peer is in the same namespace, or the link has none)
+        self.peer_netnsid = peer_netnsid
         self.mac = mac
         self.kind = kind  # IFLA_INFO_KIND: "veth", ...; None for a physical device
 
@@ -198,20 +208,49 @@ class Rtnl:
 
     def get_link(self, name: str) -> LinkInfo:
         """One link by name (ENODEV if there is none)."""
-        body = _ifinfo() + _nla(_IFLA_IFNAME, _name(name))
+        return self._get_link(_ifinfo() + _nla(_IFLA_IFNAME, _name(name)), name)
+
+    def find_link_by_index(self, index: int) -> LinkInfo | None:
+        """One link by ifindex, or None if this namespace has no such link."""
+        try:
+            return self._get_link(_ifinfo(index), f"#{index}")
+        except NetlinkFailure as exc:
+            if exc.code == errno.ENODEV:
+                return None
+            raise
+
+    def _get_link(self, body: bytes, what: str) -> LinkInfo:
         for payload in self.request(_RTM_GETLINK, 0, body):
             _family, _type, index, _flags, _change = _IFINFO.unpack_from(payload)
-            peer_index = mac = link_kind = None
+            peer_index = peer_netnsid = mac = link_kind = None
+            name = ""
             for kind, value in _attributes(payload, _IFINFO.size):
                 if kind == _IFLA_LINK:
                     (peer_index,) = _U32.unpack(value)
+                elif kind == _IFLA_LINK_NETNSID:
+                    (peer_netnsid,) = _S32.unpack(value)
+                elif kind == _IFLA_IFNAME:
+                    name = value.rstrip(b"\0").decode(errors="replace")
                 elif kind == _IFLA_ADDRESS:
                     mac = ":".join(f"{octet:02x}" for octet in value)
                 elif kind == _IFLA_LINKINFO:
                     info = dict(_attributes(value, 0)).get(_IFLA_INFO_KIND)
                     link_kind = info.rstrip(b"\0").decode() if info is not None else None
-            return LinkInfo(index, peer_index, mac, link_kind)
-        raise NetlinkFailure(errno.ENODEV, f"no link {name} in the kernel's answer")
+            return LinkInfo(index, peer_index, mac, link_kind, name, peer_netnsid)
+        raise NetlinkFailure(errno.ENODEV, f"no link {what} in the kernel's answer")
+
+    # --- namespace ids ------------------------------------------------------------------------------
+
+    def netnsid_of(self, netns_fd: int) -> int | None:
+        """The id this socket's namespace knows the namespace ``netns_fd`` by, None if it has given it
+        none: a link whose peer lives there reports that id as its ``peer_netnsid``."""
+        body = _RTGENMSG.pack(socket.AF_UNSPEC) + _nla(_NETNSA_FD, _u32(netns_fd))
+        for payload in self.request(_RTM_GETNSID, 0, body):
+            for kind, value in _attributes(payload, _RTGENMSG.size):
+                if kind == _NETNSA_NSID:
+                    (nsid,) = _S32.unpack(value)
+                    return nsid if nsid >= 0 else None
+        return None
 
     # --- addresses, routes, neighbours, rules (IPv4) -----------------------------------------------
 
@@ -298,9 +337,10 @@ class Rtnl:
 
 
 @contextmanager
-def rtnl(netns: str | int | None) -> Iterator[Rtnl]:
-    """A short-lived :class:`Rtnl` in ``netns``: a name or path, an open namespace fd (already checked
-    by :func:`~vpccni.net.nsutil.open_netns`), or None for the calling thread's namespace."""
+def rtnl(netns: Netns | int | None) -> Iterator[Rtnl]:
+    """A short-lived :class:`Rtnl` in ``netns``: a name or path, an open namespace (a
+    :class:`~vpccni.net.nsutil.NetnsFd`, or an fd already checked by :func:`~vpccni.net.nsutil.open_netns`),
+    or None for the calling thread's namespace."""
     sock = netlink_socket(netns)
     try:
         sock.settimeout(_TIMEOUT_S)  # a lost answer fails the step instead of hanging a plumbing thread

@@ -1,116 +1,82 @@
 """Node init: what the init container does before ipamd starts (aws-vpc-cni-init's job).
 
-1. Install into HOST_CNI_BIN_PATH the plugin launcher (``vpccni``, the conflist's plugin ``type``) and the
-   chained reference plugins (VPCCNI_CHAIN_PLUGINS, default ``portmap``) copied from a source directory
-   (VPCCNI_CNI_PLUGIN_SOURCE, default ``/usr/lib/cni``).
+1. Install into HOST_CNI_BIN_PATH the CNI plugin (``vpccni``, the conflist's plugin ``type``) and the
+   chained reference plugins (VPCCNI_CHAIN_PLUGINS, default ``portmap``). Two sources:
+
+   * the plugin payload (``--payload``, the image's ``/opt/vpccni/payload``; what the Helm chart runs):
+     a static launcher and a tree with its own interpreter, libraries and reference plugins, so the node
+     needs no Python and no libc of ours; the chained plugins become links to the launcher
+     (:mod:`vpccni.node.install`);
+   * the development launcher (no payload): a script running THIS interpreter and package, and the
+     chained plugins copied from VPCCNI_CNI_PLUGIN_SOURCE (default ``/usr/lib/cni``). Right only where
+     this environment is the node's own, as in the emulated nodes of the local cloud
+     (:mod:`vpccni.node.launcher`).
 2. Set the datapath sysctls: loose reverse-path filtering (``rp_filter=2``) on the primary interface —
    replies to pods on secondary ENIs leave by another interface than their requests came in, which strict
    mode (1) would drop — and ``net.ipv4.ip_forward=1`` (the node routes pod traffic). The primary interface
-   is the link whose MAC is the one IMDS reports (``meta-data/mac``), as aws finds it.
+   is the link whose MAC is the one IMDS reports (``meta-data/mac``), as aws finds it. They are written
+   under ``sysctl_root`` (default ``/proc/sys``): a container's own ``/proc/sys`` is read-only, so the
+   chart mounts the node's ``/proc/sys/net/ipv4`` at ``/host/proc/sys/net/ipv4`` and passes
+   ``--sysctl-root /host/proc/sys``. ``net.*`` sysctls resolve against the writer's network namespace
+   (the node's, with hostNetwork) whatever the mount, and the kernel lets uid 0 write them, with one
+   check more for ``ip_forward``: CAP_NET_ADMIN over that namespace.
 
 Every step is idempotent: a file identical to what would be written (bytes and mode 0755) is left alone,
 a sysctl already at its value is not written, and each step says which way it went — so a re-run reports
-"nothing to change". Files are written to a temporary file in the same directory, fsync'd, and renamed
-over the old one: a runtime exec'ing the plugin at that moment runs either the old or the new binary,
-never a half-written one (and replacing a running binary is no ETXTBSY, which an in-place write would be).
+"nothing to change". Every file is replaced by a rename (:mod:`vpccni.node.files`).
 
-Everything is checked before anything is changed (the directory exists, every chained plugin is found,
-the launcher's host paths exist, the MAC names a link), so a bad input changes nothing.
-
-The launcher runs on the host, not in the init container: it must name an interpreter and a package
-directory as the *host* sees them. :class:`LauncherSpec` defaults to this interpreter and this package
-(right when vpccni runs on the node itself, or when the image keeps its install at the path where it is
-also mounted on the host); ``host_fs_root`` is where the host's ``/`` is visible to this process, to verify
-those paths exist there (default ``/``: same filesystem). ``self_contained`` instead copies the plugin's
-standard-library-only files next to the launcher and runs them with the host's own Python, so nothing of
-vpccni needs to exist on the host (:mod:`vpccni.node.hostcopy`; what the Helm chart runs).
+Everything is checked before anything is changed (the directory exists, the payload is whole and carries
+every chained plugin, the MAC names a link), so a bad input changes nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
-import stat
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import BinaryIO, Literal
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from vpccni.cloud.aws.imds import DEFAULT_IMDS_ENDPOINT
-from vpccni.errors import ImdsUnavailable, PermanentError, PlumbingError
-from vpccni.fsutil import fsync_dir
+from vpccni.errors import ImdsUnavailable, PlumbingError
 from vpccni.node.conflist import PLUGIN_TYPE
+from vpccni.node.files import (
+    EXECUTABLE_MODE,
+    InitFailed,
+    InitInputError,
+    Step,
+    StepKind,
+    install_atomically,
+)
 from vpccni.node.launcher import library_paths, package_root, render_launcher
+
+__all__ = ["EXECUTABLE_MODE", "InitFailed", "InitInputError", "NodeInitOptions", "Step", "StepKind",
+           "install_atomically", "run_node_init", "summary"]
 
 DEFAULT_PLUGIN_SOURCE = "/usr/lib/cni"
 DEFAULT_CHAIN_PLUGINS = ("portmap",)
+DEFAULT_SYSCTL_ROOT = "/proc/sys"
 RP_FILTER_LOOSE = "2"
 IP_FORWARD_KEY = "net.ipv4.ip_forward"
-EXECUTABLE_MODE = 0o755
 _PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_CHUNK = 1 << 20
-
-
-class InitInputError(PermanentError):
-    """A bad input (an option or variable that cannot be used): exit status 2. Nothing was changed."""
-
-
-class InitFailed(PermanentError):
-    """A step could not be done (a missing directory, no link with the MAC, IMDS down ...): exit 1."""
-
-
-StepKind = Literal["installed", "unchanged", "set", "kept", "removed"]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One thing init did or found already done."""
-
-    kind: StepKind
-    target: str  # a file path, or a sysctl as ``key=value``
-    detail: str = ""
-
-    @property
-    def changed(self) -> bool:
-        return self.kind in ("installed", "set", "removed")
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.target}" + (f" ({self.detail})" if self.detail else "")
-
-
-@dataclass(frozen=True)
-class LauncherSpec:
-    """Where the plugin launcher finds Python and the ``plugin``/``vpccni`` packages ON THE HOST."""
-
-    python: str = sys.executable
-    root: str = field(default_factory=package_root)
-    libraries: tuple[str, ...] | None = None
-    """Host site-packages, last on the plugin's sys.path (for lazy third-party imports; the plugin's
-    own paths need none); None = this environment's when ``python`` is this interpreter, else none."""
-    host_fs_root: str = "/"
-    self_contained: bool = False
-    """Copy the plugin's stdlib-only files for the host and run them with ``python`` (the host's);
-    ``root`` is then unused (:mod:`vpccni.node.hostcopy`)."""
-
-    def library_dirs(self) -> tuple[str, ...]:
-        if self.libraries is not None:
-            return self.libraries
-        return library_paths() if self.python == sys.executable else ()
 
 
 @dataclass(frozen=True)
 class NodeInitOptions:
     bin_dir: str
     """HOST_CNI_BIN_PATH: where the runtime looks for CNI plugins (must exist: it is the host mount)."""
-    launcher: LauncherSpec = field(default_factory=LauncherSpec)
+    payload: str | None = None
+    """The plugin payload's directory; None = the development launcher (this interpreter)."""
     chain_plugins: tuple[str, ...] = DEFAULT_CHAIN_PLUGINS
     plugin_source: str = DEFAULT_PLUGIN_SOURCE
+    """Development launcher only: where the chained plugins are copied from."""
     sysctls: bool = True
     """Set the datapath sysctls (False: install files only)."""
+    sysctl_root: str = DEFAULT_SYSCTL_ROOT
+    """Where the node's /proc/sys is visible (only its net/ipv4 part is used)."""
     primary_mac: str | None = None
     """The primary interface's MAC; None = ask IMDS."""
     imds_endpoint: str = DEFAULT_IMDS_ENDPOINT
@@ -120,69 +86,6 @@ class NodeInitOptions:
 
 
 # --- files ---------------------------------------------------------------------------------------------
-
-
-def _same_bytes(path: str, read_other: Callable[[], BinaryIO]) -> bool:
-    try:
-        mine = open(path, "rb")  # noqa: SIM115 - closed below, together with the other stream
-    except FileNotFoundError:
-        return False
-    with mine, read_other() as other:
-        while True:
-            a, b = mine.read(_CHUNK), other.read(_CHUNK)
-            if a != b:
-                return False
-            if not a:
-                return True
-
-
-def _up_to_date(dest: str, read_source: Callable[[], BinaryIO]) -> bool:
-    try:
-        st = os.stat(dest)
-    except FileNotFoundError:
-        return False
-    return (
-        stat.S_ISREG(st.st_mode)
-        and stat.S_IMODE(st.st_mode) == EXECUTABLE_MODE
-        and _same_bytes(dest, read_source)
-    )
-
-
-def _remove_leftovers(directory: str, name: str) -> None:
-    """Temporary files of an install killed before its rename (their names are ours alone)."""
-    pattern = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}$")  # tempfile.mkstemp's names
-    for entry in os.listdir(directory):
-        if pattern.match(entry):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(directory, entry))
-
-
-def install_atomically(dest: str, read_source: Callable[[], BinaryIO]) -> Step:
-    """Make ``dest`` an executable copy of the stream ``read_source()`` opens; skip it if identical."""
-    directory, name = os.path.split(dest)
-    _remove_leftovers(directory, name)
-    if _up_to_date(dest, read_source):
-        return Step("unchanged", dest)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    except OSError as exc:
-        raise InitFailed(f"cannot write into {directory}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as out, read_source() as src:
-            while chunk := src.read(_CHUNK):
-                out.write(chunk)
-            out.flush()
-            os.fchmod(out.fileno(), EXECUTABLE_MODE)  # not umask-dependent
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException as exc:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise InitFailed(f"cannot install {dest}: {exc.strerror or exc}") from exc
-        raise
-    fsync_dir(directory)  # the rename itself survives a crash of the node
-    return Step("installed", dest)
 
 
 def _check_bin_dir(bin_dir: str) -> None:
@@ -196,14 +99,19 @@ def _check_bin_dir(bin_dir: str) -> None:
         raise InitFailed(f"HOST_CNI_BIN_PATH {bin_dir} is not writable by this process")
 
 
-def _chained_sources(options: NodeInitOptions) -> list[tuple[str, str]]:
-    """(name, source path) of each chained plugin, every one checked to exist and be executable."""
-    found = []
-    for name in dict.fromkeys(options.chain_plugins):
+def _check_chain_names(names: Sequence[str]) -> tuple[str, ...]:
+    for name in names:
         if not _PLUGIN_NAME.match(name) or name == PLUGIN_TYPE:
             raise InitInputError(
                 f"chained plugin name {name!r} is not a plain file name other than {PLUGIN_TYPE!r}"
             )
+    return tuple(dict.fromkeys(names))
+
+
+def _chained_sources(options: NodeInitOptions, names: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, source path) of each chained plugin to copy, every one checked to exist and be executable."""
+    found = []
+    for name in names:
         source = os.path.join(options.plugin_source, name)
         if not os.path.isfile(source) or not os.access(source, os.X_OK):
             raise InitFailed(
@@ -214,24 +122,15 @@ def _chained_sources(options: NodeInitOptions) -> list[tuple[str, str]]:
     return found
 
 
-def _launcher_text(spec: LauncherSpec) -> bytes:
-    """The launcher's bytes, after checking its host paths exist where the host's / is visible."""
+def dev_launcher_text() -> bytes:
+    """The development launcher: this interpreter, this package, this environment's libraries."""
+    root = package_root()
+    if not os.path.isfile(os.path.join(root, "plugin", "main.py")):
+        raise InitFailed(f"{root} holds no plugin/main.py: this installation cannot run the plugin")
     try:
-        text = render_launcher(spec.python, spec.root, spec.library_dirs())
+        return render_launcher(sys.executable, root, library_paths()).encode("utf-8")
     except ValueError as exc:
         raise InitInputError(f"plugin launcher: {exc}") from None
-
-    def on_host(path: str) -> str:
-        return os.path.join(spec.host_fs_root, path.lstrip("/"))
-
-    if not os.access(on_host(spec.python), os.X_OK) or os.path.isdir(on_host(spec.python)):
-        raise InitFailed(
-            f"host Python {spec.python} is not an executable file (looked at {on_host(spec.python)})"
-        )
-    main = os.path.join(spec.root, "plugin", "main.py")
-    if not os.path.isfile(on_host(main)):
-        raise InitFailed(f"host package root {spec.root} holds no plugin/main.py (looked at {on_host(main)})")
-    return text.encode("utf-8")
 
 
 def _bytes_stream(data: bytes) -> Callable[[], BinaryIO]:
@@ -309,18 +208,22 @@ def _ensure_sysctl(netns: str | None, path: str, key: str, value: str, why: str)
     return Step("set", f"{key}={value}", f"was {before}; {why}")
 
 
-def datapath_sysctls(ifname: str, netns: str | None) -> list[Step]:
+def datapath_sysctls(ifname: str, netns: str | None, sysctl_root: str = DEFAULT_SYSCTL_ROOT) -> list[Step]:
     from vpccni.net.nsutil import sysctl_path
+
+    def under_root(path: str) -> str:  # sysctl_path checks each part; only the root differs
+        return sysctl_root.rstrip("/") + path.removeprefix(DEFAULT_SYSCTL_ROOT)
 
     return [
         _ensure_sysctl(
             netns,
-            sysctl_path("net", "ipv4", "conf", ifname, "rp_filter"),
+            under_root(sysctl_path("net", "ipv4", "conf", ifname, "rp_filter")),
             f"net.ipv4.conf.{ifname}.rp_filter",
             RP_FILTER_LOOSE,
             f"loose on the primary interface {ifname}",
         ),
-        _ensure_sysctl(netns, "/proc/sys/net/ipv4/ip_forward", IP_FORWARD_KEY, "1", "the node routes pods"),
+        _ensure_sysctl(netns, under_root(sysctl_path("net", "ipv4", "ip_forward")), IP_FORWARD_KEY, "1",
+                       "the node routes pods"),
     ]
 
 
@@ -337,15 +240,21 @@ def run_node_init(options: NodeInitOptions, report: Callable[[Step], None] = lam
             netns_path(options.netns)
         except PlumbingError as exc:
             raise InitInputError(f"--netns: {exc.reason}") from None
+    if not options.sysctl_root.startswith("/"):
+        raise InitInputError(f"--sysctl-root {options.sysctl_root!r} must be an absolute path")
     _check_bin_dir(options.bin_dir)
-    copy = None
-    if options.launcher.self_contained:
-        from vpccni.node.hostcopy import plan_host_copy
+    chain = _check_chain_names(options.chain_plugins)
+    payload = None
+    if options.payload is not None:
+        from vpccni.node.install import check_chain, read_payload
 
-        spec = options.launcher
-        copy = plan_host_copy(spec.python, spec.libraries, spec.host_fs_root, package_root())
-    launcher = copy.launcher.encode("utf-8") if copy else _launcher_text(options.launcher)
-    chained = _chained_sources(options)
+        payload = read_payload(options.payload)
+        check_chain(payload, chain)
+        copies: list[tuple[str, str]] = []
+        launcher = b""
+    else:
+        copies = _chained_sources(options, chain)
+        launcher = dev_launcher_text()
     ifname = None
     if options.sysctls:
         if options.primary_mac is not None:
@@ -363,24 +272,21 @@ def run_node_init(options: NodeInitOptions, report: Callable[[Step], None] = lam
         steps.append(step)
         report(step)
 
-    launcher_path = os.path.join(options.bin_dir, PLUGIN_TYPE)
-    if copy is not None:  # the tree before the launcher that names it; the previous tree stays
-        from vpccni.node.hostcopy import install_tree, launcher_digest, prune_trees
+    if payload is not None:
+        from vpccni.node.install import install_payload
 
-        previous = launcher_digest(launcher_path)
-        done(install_tree(copy.tree, options.bin_dir, compile_pyc=copy.compile_pyc))
-    done(install_atomically(launcher_path, _bytes_stream(launcher)))
-    if copy is not None:
-        for step in prune_trees(options.bin_dir, keep=(copy.tree.digest, previous)):
+        for step in install_payload(payload, options.bin_dir, chain):
             done(step)
-    for name, source in chained:
-        dest = os.path.join(options.bin_dir, name)
-        if os.path.lexists(dest) and os.path.samefile(source, dest):
-            done(Step("unchanged", dest, "it is the source"))
-            continue
-        done(install_atomically(dest, _file_stream(source)))
+    else:
+        done(install_atomically(os.path.join(options.bin_dir, PLUGIN_TYPE), _bytes_stream(launcher)))
+        for name, source in copies:
+            dest = os.path.join(options.bin_dir, name)
+            if os.path.lexists(dest) and os.path.samefile(source, dest):
+                done(Step("unchanged", dest, "it is the source"))
+                continue
+            done(install_atomically(dest, _file_stream(source)))
     if ifname is not None:
-        for step in datapath_sysctls(ifname, options.netns):
+        for step in datapath_sysctls(ifname, options.netns, options.sysctl_root):
             done(step)
     return steps
 

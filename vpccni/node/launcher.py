@@ -1,17 +1,21 @@
-"""The installed CNI plugin: a tiny launcher script built for fast start.
+"""The development launcher of the CNI plugin: a script that runs THIS environment's interpreter.
 
-The runtime execs the plugin once per pod operation, so its start-up is on every pod's critical
-path. A console-script wrapper pays for ``site`` (every ``.pth`` file of the environment, the
-editable-install finder, setuptools' distutils shim) before the plugin runs a line. The launcher
-instead runs the environment's interpreter with ``-I -S`` (written ``-IS``: Linux hands a shebang
-exactly one argument) -- no ``site``, no user site, no ``PYTHON*`` variables, no script directory on
-``sys.path`` -- and puts exactly the directory holding ``plugin/`` and ``vpccni/`` first on
-``sys.path``. The environment's library directories go LAST: the normal path never looks there
-(everything it imports is found earlier); a lazy third-party import would (none is on the plugin's paths).
+On a node, init installs the plugin payload (:mod:`vpccni.node.install`): its own interpreter behind a
+static launcher, nothing needed from the host. Where the node IS this environment -- the emulated nodes
+of the local cloud, the demo, tests, development -- ``vpccni init`` without ``--payload`` writes this
+script instead, as ``vpccni`` (the conflist's plugin ``type``, :data:`vpccni.node.conflist.PLUGIN_TYPE`).
 
-The init command installs it into HOST_CNI_BIN_PATH as ``vpccni``, the conflist's plugin ``type``
-(:data:`vpccni.node.conflist.PLUGIN_TYPE`). This module finds the plugin package next to ``vpccni`` (both
-ship in one distribution) rather than importing it: the library imports neither program.
+Built for fast start like the payload: the runtime execs the plugin once per pod operation, so its start-up
+is on every pod's critical path. A console-script wrapper pays for ``site`` (every ``.pth`` file of the
+environment, the editable-install finder, setuptools' distutils shim) before the plugin runs a line. The
+launcher instead runs the interpreter with ``-I -S`` (written ``-IS``: Linux hands a shebang exactly one
+argument) -- no ``site``, no user site, no ``PYTHON*`` variables, no script directory on ``sys.path`` --
+and puts exactly the directory holding ``plugin/`` and ``vpccni/`` first on ``sys.path``. The
+environment's library directories go LAST: the normal path never looks there (everything it imports is
+found earlier); a lazy third-party import would (none is on the plugin's paths).
+
+This module finds the plugin package next to ``vpccni`` (both ship in one distribution) rather than
+importing it: the library imports neither program.
 """
 
 from __future__ import annotations

@@ -43,9 +43,9 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vpccni.localcloud.cloud import LocalCloud
+from vpccni.localcloud.model import Node
 from vpccni.localcloud.vpc.dataplane import VpcDataplane, sweep_dataplane
 from vpccni.localcloud.vpc.netns import Netns, NetnsFactory, WhoAmIServer
 from vpccni.node.conflist import PLUGIN_TYPE, ConflistOptions
@@ -76,6 +76,10 @@ from vpccni.testing.probes import (
 )
 from vpccni.wire.cnicodes import TRY_AGAIN_LATER
 
+if TYPE_CHECKING:
+    from vpccni.localcloud.azure.cloud import LocalAzure
+    from vpccni.localcloud.cloud import LocalCloud
+
 __all__ = [
     "FAST_TIMERS",
     "AddressInfo",
@@ -89,6 +93,11 @@ __all__ = [
 ]
 
 DEFAULT_NODE_TYPES = ("m5.large", "t3.medium")
+AZURE_NODE_TYPES = ("Standard_D4s_v5", "Standard_D2s_v5")
+# The remote host must be inside the network and outside the nodes' subnet: LocalCloud's VPC is 10.0.0.0/16
+# (the dataplane's default 10.0.255.0/24), the local Azure's virtual network 10.224.0.0/12.
+AZURE_REMOTE_CIDR = "10.239.255.0/24"
+CLOUDS = ("aws", "azure")
 DEFAULT_PREFIX = "vc"
 CHAINED_PLUGINS = ("portmap", "tuning", "bandwidth", "loopback")  # Debian's, from /usr/lib/cni
 _WORKDIR_ROOT = "/tmp"  # short: ipamd's socket path must fit in 108 bytes
@@ -111,17 +120,22 @@ def sweep_cluster(prefix: str = DEFAULT_PREFIX) -> list[str]:
 class EmulatedCluster:
     """Nodes with ipamd and pods. Context manager; ``start()``/``close()`` also work.
 
-    ``node_types``: one node per entry. ``prefix``: 2-8 lower-case letters/digits naming every namespace
+    ``node_types``: one node per entry (default: an m5.large and a t3.medium; on Azure a Standard_D4s_v5
+    and a Standard_D2s_v5). ``prefix``: 2-8 lower-case letters/digits naming every namespace
     and directory (two clusters on one machine need two prefixes). ``settings``: ipamd variables for every
     node, on top of :data:`FAST_TIMERS` (e.g. ``{"WARM_IP_TARGET": "3"}``). ``network``: the conflist's
     name. ``tuning_sysctls``/``bandwidth``: chain tuning (with these pod sysctls) and bandwidth after
     portmap. ``profile``/``seed``: the LocalCloud's. ``ready_timeout_s``: how long a node's ipamd may take
-    to serve an ADD.
+    to serve an ADD. ``cloud``: ``aws`` (a LocalCloud, nodes are instances of EC2 types) or ``azure`` (a
+    LocalAzure, nodes are VMs of Azure sizes with ipamd's VPCCNI_CLOUD=azure; the same dataplane delivers
+    each IP configuration's address, see :mod:`vpccni.localcloud.azure.fabric`). ``payload``: install the
+    plugin from this payload directory (as the image carries it, :mod:`vpccni.node.install`) instead of
+    the development launcher.
     """
 
     def __init__(
         self,
-        node_types: Sequence[str] = DEFAULT_NODE_TYPES,
+        node_types: Sequence[str] | None = None,
         *,
         prefix: str = DEFAULT_PREFIX,
         settings: Mapping[str, str] | None = None,
@@ -131,16 +145,35 @@ class EmulatedCluster:
         profile: str = "fast",
         seed: int = 0,
         ready_timeout_s: float = 60.0,
+        cloud: str = "aws",
+        payload: str | None = None,
     ) -> None:
+        if cloud not in CLOUDS:
+            raise ClusterError(f"cloud {cloud!r}: expected one of {', '.join(CLOUDS)}")
+        self.cloud_name = cloud
         self.prefix = prefix
+        self.payload = payload
         self.network = network
         self.settings = {**FAST_TIMERS, **(settings or {})}
         self.ready_timeout_s = ready_timeout_s
-        self._node_types = list(node_types)
+        default_types = AZURE_NODE_TYPES if cloud == "azure" else DEFAULT_NODE_TYPES
+        self._node_types = list(default_types if node_types is None else node_types)
         self._tuning = dict(tuning_sysctls or {})
         self._bandwidth = bandwidth
-        self.cloud = LocalCloud(profile=profile, seed=seed)
-        self.dataplane = VpcDataplane(self.cloud, prefix=prefix)  # validates the prefix
+        self._cloud: LocalCloud | None = None
+        self._azure: LocalAzure | None = None
+        if cloud == "azure":
+            from vpccni.localcloud.azure.cloud import LocalAzure
+            from vpccni.localcloud.azure.fabric import AzureFabric
+
+            self._azure = LocalAzure(profile=profile, seed=seed)
+            fabric = AzureFabric(self._azure)
+            self.dataplane = VpcDataplane(fabric, prefix=prefix, remote_cidr=AZURE_REMOTE_CIDR)
+        else:
+            from vpccni.localcloud.cloud import LocalCloud
+
+            self._cloud = LocalCloud(profile=profile, seed=seed)
+            self.dataplane = VpcDataplane(self._cloud, prefix=prefix)  # validates the prefix
         self._pods_nsf = NetnsFactory(prefix)
         self.nodes: list[ClusterNode] = []
         self.pods: list[Pod] = []
@@ -161,7 +194,7 @@ class EmulatedCluster:
             self.workdir = tempfile.mkdtemp(
                 prefix=os.path.basename(_workdir_pattern(self.prefix)), dir=_WORKDIR_ROOT
             )
-            self.cloud.start()
+            (self._azure or self.cloud).start()
             self.dataplane.start()
             self._servers["remote"] = WhoAmIServer(self.dataplane.remote, self.dataplane.remote_ip)
             self._servers["internet"] = WhoAmIServer(self.dataplane.internet, self.dataplane.internet_ip)
@@ -190,7 +223,7 @@ class EmulatedCluster:
         for server in self._servers.values():  # a socket holds its namespace alive
             server.close()
         self._servers.clear()
-        for step in (self._pods_nsf.close, self.dataplane.close, self.cloud.stop):
+        for step in (self._pods_nsf.close, self.dataplane.close, (self._azure or self.cloud).stop):
             try:
                 step()
             except Exception as exc:
@@ -209,6 +242,28 @@ class EmulatedCluster:
         self.close()
 
     # --- where things are --------------------------------------------------------------------------
+
+    @property
+    def cloud(self) -> LocalCloud:
+        """The LocalCloud (EC2) of an ``aws`` cluster."""
+        if self._cloud is None:
+            raise ClusterError("an azure cluster has no LocalCloud: see .azure")
+        return self._cloud
+
+    @property
+    def azure(self) -> LocalAzure:
+        """The LocalAzure of an ``azure`` cluster."""
+        if self._azure is None:
+            raise ClusterError("an aws cluster has no LocalAzure: see .cloud")
+        return self._azure
+
+    def interface_of(self, node: ClusterNode, address: str) -> tuple[str, int] | None:
+        """(interface id, device index) of the node's interface that holds ``address``, per the cloud (EC2's
+        ENI or Azure's NIC); None when none does."""
+        for eni in self.dataplane.fabric.instance_view(node.instance_id).enis:
+            if address in eni.private_ips:
+                return eni.eni_id, eni.device_index or 0
+        return None
 
     @property
     def cni_bin_dir(self) -> str:
@@ -253,8 +308,9 @@ class EmulatedCluster:
             pod.netns.remove()
             self.pods.remove(pod)
         self.dataplane.detach_node(node.instance_id)
-        with contextlib.suppress(Exception):
-            self.cloud.client().terminate_instances(InstanceIds=[node.instance_id])
+        if self._cloud is not None:  # a local Azure VM simply stays, stopped being served
+            with contextlib.suppress(Exception):
+                self._cloud.client().terminate_instances(InstanceIds=[node.instance_id])
         self.nodes.remove(node)
         shutil.rmtree(node.workdir, ignore_errors=True)
 
@@ -398,10 +454,11 @@ class EmulatedCluster:
     def _create_node(self, instance_type: str, settings: Mapping[str, str]) -> ClusterNode:
         self._node_seq += 1
         name = f"node-{self._node_seq}"
-        instance = self.cloud.add_node(instance_type, name=f"{self.prefix}-{name}")
+        instance = self._new_machine(instance_type, name)
         netns = self.dataplane.attach_node(instance.instance_id).netns
-        paths = IpamdPaths(os.path.join(self.workdir, instance.instance_id))
-        init_node(netns, instance.mac, self.cni_bin_dir, CHAINED_PLUGINS)
+        # A directory named after the node's namespace: an Azure instance id is a resource path.
+        paths = IpamdPaths(os.path.join(self.workdir, self.dataplane.fabric.netns_role(instance.instance_id)))
+        init_node(netns, instance.mac, self.cni_bin_dir, CHAINED_PLUGINS, self.payload)
         options = ConflistOptions(
             name=self.network,
             ipamd_socket=paths.socket,
@@ -414,6 +471,13 @@ class EmulatedCluster:
         node = ClusterNode(name, instance, netns, paths, conflist, conflist_path, dict(settings))
         self.nodes.append(node)
         return node
+
+    def _new_machine(self, instance_type: str, name: str) -> Node:
+        if self._azure is not None:
+            from vpccni.localcloud.azure.fabric import node_of
+
+            return node_of(self._azure.add_vm(instance_type))
+        return self.cloud.add_node(instance_type, name=f"{self.prefix}-{name}")
 
     def _spawn_ipamd(self, node: ClusterNode) -> None:
         if node.ipamd is not None and node.ipamd.running():

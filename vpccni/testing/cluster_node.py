@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from vpccni.node.conflist import CONFLIST_FILENAME, ConflistOptions, build_conflist
 from vpccni.node.init import NodeInitOptions, run_node_init
-from vpccni.testing.ipamd_process import IpamdExited, IpamdPaths, IpamdProcess, ipamd_env
+from vpccni.testing.ipamd_process import IpamdExited, IpamdPaths, IpamdProcess, azure_ipamd_env, ipamd_env
 from vpccni.wire.client import IpamdUnreachable, call
 from vpccni.wire.introspection import introspect
 from vpccni.wire.protocol import Op, Request, Response
 
 if TYPE_CHECKING:
-    from vpccni.localcloud.cloud import Node
+    from vpccni.localcloud.model import Node
     from vpccni.localcloud.vpc.dataplane import VpcDataplane
     from vpccni.localcloud.vpc.netns import Netns
 
@@ -185,12 +185,19 @@ def exec_plugin(
 # --- a node's files ---------------------------------------------------------------------------------
 
 
-def init_node(netns: Netns, primary_mac: str, bin_dir: str, chain_plugins: Sequence[str]) -> None:
+def init_node(
+    netns: Netns, primary_mac: str, bin_dir: str, chain_plugins: Sequence[str], payload: str | None = None
+) -> None:
     """What the init container does (vpccni.node.init): the datapath sysctls inside the node's namespace,
-    the plugin launcher and the chained plugins (from /usr/lib/cni) into ``bin_dir``."""
+    the plugin and the chained plugins into ``bin_dir`` -- from the plugin ``payload`` (a directory as
+    the image carries it) or, with None, the development launcher and /usr/lib/cni's plugins."""
     os.makedirs(bin_dir, exist_ok=True)
     options = NodeInitOptions(
-        bin_dir=bin_dir, chain_plugins=tuple(chain_plugins), primary_mac=primary_mac, netns=netns.path
+        bin_dir=bin_dir,
+        payload=payload,
+        chain_plugins=tuple(chain_plugins),
+        primary_mac=primary_mac,
+        netns=netns.path,
     )
     run_node_init(options)
 
@@ -240,19 +247,25 @@ class NodeIpamd(IpamdProcess):
 def node_ipamd_env(
     dataplane: VpcDataplane, instance_id: str, paths: IpamdPaths, settings: Mapping[str, str]
 ) -> dict[str, str]:
-    """ipamd's environment inside the node: the node's endpoints (EC2 on the node's loopback, IMDS at
-    169.254.169.254), the work directory's files, the Linux dataplane, ``settings`` last."""
-    ec2_endpoint, imds_endpoint = dataplane.node_endpoints(instance_id)
-    env = ipamd_env(
-        ec2_endpoint=ec2_endpoint,
-        region=dataplane.cloud.region,
-        imds_endpoint=imds_endpoint,
-        paths=paths,
-        settings={"VPCCNI_DATAPLANE": "linux", **settings},
-    )
+    """ipamd's environment inside the node: the node's endpoints (EC2 or ARM on the node's loopback, IMDS
+    at 169.254.169.254), the work directory's files, the Linux dataplane, ``settings`` last."""
+    api_endpoint, imds_endpoint = dataplane.node_endpoints(instance_id)
+    cloud_env = dataplane.node_env(instance_id)
+    if cloud_env.get("VPCCNI_CLOUD") == "azure":
+        env = azure_ipamd_env(arm_endpoint=api_endpoint, ca_file=cloud_env["VPCCNI_AZURE_CA_BUNDLE"],
+                              imds_endpoint=imds_endpoint, paths=paths,
+                              settings={"VPCCNI_DATAPLANE": "linux", **settings})
+    else:
+        env = ipamd_env(
+            ec2_endpoint=api_endpoint,
+            region=dataplane.cloud.region,
+            imds_endpoint=imds_endpoint,
+            paths=paths,
+            settings={"VPCCNI_DATAPLANE": "linux", **settings},
+        )
     # A proxy would capture the node's endpoints (they are only reachable inside the namespace).
     env = {k: v for k, v in env.items() if "proxy" not in k.lower()}
-    env.update(dataplane.node_env(instance_id))
+    env.update(cloud_env)
     env.update(
         {
             "VPCCNI_DATAPLANE": "linux",

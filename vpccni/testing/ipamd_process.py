@@ -1,11 +1,11 @@
 """Running ipamd as a child process against a cloud of your choice (the local cloud, usually).
 
 The library may not import ipamd, so benchmarks, tests and ``vpccni demo`` start it the way a node does:
-``python -m ipamd`` with its configuration in the environment. :func:`ipamd_env` builds that environment
-for one node (EC2 endpoint, region, the node's IMDS, a work directory for socket, checkpoint, log and
-introspection socket, no plumbing); :class:`IpamdProcess` starts it, waits until its socket says ready,
-and stops it by its PID: SIGTERM for a clean stop, SIGKILL for a crash. Nothing here signals a process
-it did not start.
+``python -m ipamd`` with its configuration in the environment. :func:`ipamd_env` builds that environment for
+one node (EC2 endpoint, region, the node's IMDS, a work directory for socket, checkpoint, log and
+introspection socket, no plumbing), :func:`azure_ipamd_env` for one VM of the local Azure;
+:class:`IpamdProcess` starts it, waits until its socket says ready, and stops it by its PID: SIGTERM for a
+clean stop, SIGKILL for a crash. Nothing here signals a process it did not start.
 """
 
 from __future__ import annotations
@@ -66,13 +66,43 @@ class IpamdPaths:
 def ipamd_env(*, ec2_endpoint: str, region: str, imds_endpoint: str, paths: IpamdPaths,
               metrics_port: int | None = None, settings: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of an ipamd for one node. ``settings``: further variables (WARM_IP_TARGET, ...)."""
-    ours = set(variables()) | {CRASH_ENV}
-    env = {k: v for k, v in os.environ.items()
-           if k not in ours and not k.startswith(("AWS_", "VPCCNI_", "PYTEST_"))}
+    env = _node_env(imds_endpoint, paths, metrics_port)
     env.update(DUMMY_CREDENTIALS)
+    env.update({"AWS_EC2_ENDPOINT": ec2_endpoint, "AWS_REGION": region})
+    env.update(settings or {})
+    return env
+
+
+def azure_ipamd_env(*, arm_endpoint: str, ca_file: str, imds_endpoint: str, paths: IpamdPaths,
+                    metrics_port: int | None = None, settings: Mapping[str, str] | None = None,
+                    token_endpoint: str | None = None) -> dict[str, str]:
+    """The environment of an ipamd for one Azure VM of the local Azure: VPCCNI_CLOUD=azure, its ARM endpoint
+    and CA, its IMDS. ``token_endpoint``: where the managed identity's token comes from when it is not
+    169.254.169.254 (azure-identity's AZURE_POD_IDENTITY_AUTHORITY_HOST): the VM's loopback IMDS for an
+    ipamd in the root namespace; None inside a node's namespace, where IMDS has the real address."""
+    env = _node_env(imds_endpoint, paths, metrics_port)
     env.update({
-        "AWS_EC2_ENDPOINT": ec2_endpoint,
-        "AWS_REGION": region,
+        "VPCCNI_CLOUD": "azure",
+        "VPCCNI_AZURE_ARM_ENDPOINT": arm_endpoint,
+        "VPCCNI_AZURE_CA_BUNDLE": ca_file,
+    })
+    if token_endpoint:
+        env[TOKEN_HOST_ENV] = token_endpoint
+    env.update(settings or {})
+    return env
+
+
+# azure-identity's ManagedIdentityCredential asks this base URL for tokens instead of 169.254.169.254.
+TOKEN_HOST_ENV = "AZURE_POD_IDENTITY_AUTHORITY_HOST"
+
+
+def _node_env(imds_endpoint: str, paths: IpamdPaths, metrics_port: int | None) -> dict[str, str]:
+    """What every node's ipamd gets: the inherited environment without any cloud's or our own variables, the
+    node's IMDS, the work directory's files, no plumbing."""
+    ours = set(variables()) | {CRASH_ENV, TOKEN_HOST_ENV}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ours and not k.startswith(("AWS_", "AZURE_", "VPCCNI_", "PYTEST_"))}
+    env.update({
         "VPCCNI_IMDS_ENDPOINT": imds_endpoint,
         "VPCCNI_SOCKET_PATH": paths.socket,
         "AWS_VPC_K8S_CNI_BACKING_STORE": paths.checkpoint,
@@ -86,7 +116,6 @@ def ipamd_env(*, ec2_endpoint: str, region: str, imds_endpoint: str, paths: Ipam
         env["DISABLE_METRICS"] = "true"
     else:
         env["VPCCNI_METRICS_BIND_ADDRESS"] = f"127.0.0.1:{metrics_port}"
-    env.update(settings or {})
     return env
 
 

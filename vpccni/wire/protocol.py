@@ -4,23 +4,33 @@ Transport: a Unix stream socket (default :data:`DEFAULT_SOCKET_PATH`). Framing: 
 line, UTF-8, ``\\n``-terminated. The client sends a request line and reads one response line; a client
 may send further requests on the same connection (the benchmark does), the plugin sends exactly one.
 
+The pod's namespace travels open (SCM_RIGHTS, in the sendmsg(2) that carries the start of the line, one
+line per such call, one descriptor per request) with ADD and CHECK, and with DEL while it exists: the plugin
+opens CNI_NETNS, ipamd plumbs through the descriptor and never resolves the path (``netns`` only names it).
+An ADD or CHECK without one, or with one that is not a pod's network namespace, is ``invalid_netns``.
+
 Request::
 
-    {"v": 1, "op": "ADD", "network": "vpccni", "container_id": "...", "ifname": "eth0",
+    {"v": 2, "op": "ADD", "network": "vpccni", "container_id": "...", "ifname": "eth0",
      "netns": "/run/netns/x", "pod": {"namespace": "default", "name": "web-0", "uid": "...",
      "infra_container_id": "..."}, "prev_result": {...} | null, "valid_attachments": [...],
      "reason": "PodDeleted", "deadline_ms": 10000}
 
 Response::
 
-    {"v": 1, "ok": true, "allocation": {...}}            ADD
-    {"v": 1, "ok": true}                                  DEL, CHECK
-    {"v": 1, "ok": true, "released": 3}                   GC
-    {"v": 1, "ok": true, "status": {...}}                 STATUS, PING
-    {"v": 1, "ok": false, "error": {"kind": "no_ip", "message": "...", "reason": "subnet_full"}}
+    {"v": 2, "ok": true, "allocation": {...}}            ADD
+    {"v": 2, "ok": true}                                  DEL, CHECK
+    {"v": 2, "ok": true, "released": 3}                   GC
+    {"v": 2, "ok": true, "status": {...}}                 STATUS, PING
+    {"v": 2, "ok": false, "error": {"kind": "no_ip", "message": "...", "reason": "subnet_full"}}
 
-The allocation key is the CNI one: (network, container_id, ifname). Versions: a request whose major
-version ``v`` differs from :data:`PROTOCOL_VERSION` is refused with kind ``unsupported_version``.
+The allocation key is the CNI one: (network, container_id, ifname). A lone surrogate or a NUL in any
+string makes a message malformed.
+
+Versions: ipamd answers in the request's ``v``. Version 2 passes the namespace open; version 1 named it by
+path, which ipamd no longer opens: its ADD and CHECK are refused ``unsupported_version`` naming the fix
+(upgrade the plugin), its DEL (host side only), GC, STATUS and PING served. Other versions are refused, as
+an ipamd of version 1 refuses 2 (the kernel drops the descriptor it never asks for).
 
 Release records: when ipamd is unreachable during DEL, the plugin tears down what it can from
 ``prevResult`` and writes a release record (:func:`encode_release_record`) into the spool directory
@@ -42,12 +52,13 @@ if TYPE_CHECKING:
 
     R = TypeVar("R", bound=Record)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)  # what ipamd serves (see the module docstring for version 1's limits)
+NETNS_FD_SINCE = 2  # the first version that passes the pod's namespace as a descriptor
 DEFAULT_SOCKET_PATH = "/run/vpccni/ipamd.sock"
 SPOOL_DIRNAME = "release-queue"
 MAX_LINE_BYTES = 1 << 20
 
-# CNI's own rules for the identifiers it hands us (SPEC.md; libcni utils.ValidateContainerID etc.).
 # CNI's rule for container IDs and network names (SPEC.md; libcni's ValidateContainerID), checked
 # without `re`: the plugin imports this module on every exec and `re` costs more than the check.
 IDENTIFIER_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"
@@ -83,6 +94,7 @@ class ErrorKind(Constants):
     NOT_READY: ClassVar[ErrorKind]  # ipamd starting/recovering
     TRY_AGAIN: ClassVar[ErrorKind]  # transient (deadline, contention)
     INVALID_NETNS: ClassVar[ErrorKind]  # netns missing or not a pod's network namespace
+    IFNAME_EXISTS: ClassVar[ErrorKind]  # CNI_IFNAME is taken in the pod by a link vpccni did not create
     CHECK_FAILED: ClassVar[ErrorKind]  # CHECK found something missing; message names it
     PLUMBING: ClassVar[ErrorKind]  # netlink/iptables failure while plumbing (rolled back)
     INTERNAL: ClassVar[ErrorKind]
@@ -103,6 +115,8 @@ class NoIpReason(Constants):
     ENI_CONFIG_MISSING: ClassVar[NoIpReason]  # custom networking without an ENIConfig
     CLOUD_ERROR: ClassVar[NoIpReason]  # any other cloud failure
     GROWING: ClassVar[NoIpReason]  # the pool is being topped up right now
+    CLOUD_SLOW: ClassVar[NoIpReason]  # a cloud call is under way for longer than expected
+    COOLING: ClassVar[NoIpReason]  # every address that could serve is cooling down; one comes back soon
 
 
 @record
@@ -132,7 +146,7 @@ class Request(Record):
     network: str = ""
     container_id: str = ""
     ifname: str = ""
-    netns: str = ""  # CNI_NETNS as the runtime gave it, for messages and the checkpoint
+    netns: str = ""  # CNI_NETNS as the runtime gave it: a name for messages and the checkpoint, never opened
     pod: PodRef = PodRef()
     prev_result: dict[str, Any] | None = None
     valid_attachments: tuple[CniAttachment, ...] = ()
@@ -229,6 +243,7 @@ def _decode(kind: str, raw: object, where: str) -> Any:
         return None
     if kind == "str":
         if isinstance(raw, str):
+            _check_text(raw, where)
             return raw
     elif kind == "int":
         # bool is an int subclass in Python, but not an integer on the wire.
@@ -241,6 +256,7 @@ def _decode(kind: str, raw: object, where: str) -> Any:
         kind = "boolean"
     elif kind.startswith("dict["):
         if isinstance(raw, dict):
+            _check_texts(raw, where)
             return raw
         kind = "object"
     elif kind.startswith("tuple["):
@@ -265,6 +281,38 @@ _CONSTANTS: dict[str, type[Constants]] = {c.__name__: c for c in (Op, ErrorKind,
 _RECORDS: dict[str, type[Record]] = {
     c.__name__: c for c in (PodRef, CniAttachment, Request, AllocationResult, ErrorInfo, Response)
 }
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a protocol string (a NUL; a lone surrogate, as JSON's ``\\ud800`` decodes),
+    or None: no path, interface name or log line can hold them."""
+    if "\0" in text:
+        return "contains a NUL character"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
+def _check_text(text: str, where: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(f"field {where!r} {problem}")
+
+
+def _check_texts(value: object, where: str) -> None:
+    """Every key and string inside a free-form JSON value (iteratively: its depth is the sender's choice)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, where)
+        elif isinstance(item, dict):
+            stack += [*item, *item.values()]
+        elif isinstance(item, list):
+            stack += item
 
 
 def _describe(where: str) -> str:
@@ -327,8 +375,11 @@ def validate_identifiers(req: Request) -> str | None:
 
 
 def valid_ifname(name: str) -> bool:
+    """Linux's rule for interface names (dev_valid_name): 1-15 bytes, not . or .., no '/', ':', whitespace or
+    NUL; and text the protocol can carry (no lone surrogate)."""
     return (
-        0 < len(name) <= IFNAME_MAX
+        text_problem(name) is None
+        and 0 < len(name.encode()) <= IFNAME_MAX
         and name not in (".", "..")
         and not any(c in name for c in "/:")
         and not any(c.isspace() for c in name)

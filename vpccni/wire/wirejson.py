@@ -11,6 +11,11 @@ Errors: the C scanner reports a malformed document without a message (it raises 
 expects ``json.decoder`` to be loaded to build its exception). Malformed input is rare and not on the
 fast path, so on any failure we parse again with the real ``json`` module, which raises its usual
 ``json.JSONDecodeError`` (a ValueError) naming the line and column.
+
+One deliberate difference from ``json.loads``: ``NaN``, ``Infinity``, ``-Infinity`` and numbers beyond
+a double's range (``1e400``, which ``float`` makes infinite) are refused (ValueError). JSON (RFC 8259)
+has no such values and no runtime writes them; accepted, they would reach a message :func:`dumps` cannot
+write (a request carrying such a prevResult failed as an internal error).
 """
 
 from __future__ import annotations
@@ -22,7 +27,17 @@ if TYPE_CHECKING:
     from typing import Any
 
 _WHITESPACE = " \t\n\r"
-_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is NaN: a number too large for a double (1e400) became infinite
+        raise ValueError(f"{text} is out of a double's range")
+    return value
 
 
 class _ScannerSettings:
@@ -31,9 +46,9 @@ class _ScannerSettings:
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = float
+    parse_float = staticmethod(_finite_float)
     parse_int = int
-    parse_constant = _CONSTANTS.__getitem__
+    parse_constant = staticmethod(_refuse_constant)
     memo: dict[str, str] = {}
 
 
@@ -59,7 +74,7 @@ def loads(data: bytes | str) -> Any:
         pass
     import json
 
-    return json.loads(data)
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def dumps(value: Any) -> str:

@@ -42,9 +42,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if has (toString .) (list "1" "t" "T" "TRUE" "true" "True") -}}true{{- end -}}
 {{- end -}}
 
-{{/* The env entries of `.Values.env` and `.Values.extraEnv`, skipping empty ones (empty = unset). */}}
+{{/* `env` entries only EC2 has: left out with cloud=azure, where Azure's own defaults apply. */}}
+{{- define "vpccni.ec2OnlyEnv" -}}
+WARM_ENI_TARGET WARM_PREFIX_TARGET ENABLE_PREFIX_DELEGATION MAX_ENI DISABLE_LEAKED_ENI_CLEANUP MANAGE_UNTAGGED_ENI ENABLE_SUBNET_DISCOVERY AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG ENI_CONFIG_LABEL_DEF ENI_CONFIG_ANNOTATION_DEF ADDITIONAL_ENI_TAGS AWS_EC2_ENDPOINT AWS_VPC_ENI_MTU
+{{- end -}}
+
+{{/* The env entries of `.Values.env` and `.Values.extraEnv`, skipping empty ones (empty = unset); with
+cloud=azure, VPCCNI_CLOUD and the Azure identity settings, and not the EC2-only entries of `env`. */}}
 {{- define "vpccni.env" -}}
-{{- $all := merge (dict) .Values.extraEnv .Values.env -}}
+{{- $env := deepCopy .Values.env -}}
+{{- $azure := eq (toString .Values.cloud) "azure" -}}
+{{- if $azure -}}
+{{- range $name := splitList " " (include "vpccni.ec2OnlyEnv" .) }}
+{{- $_ := unset $env $name -}}
+{{- end -}}
+{{- end -}}
+{{- $all := merge (dict) .Values.extraEnv $env -}}
+{{- if $azure -}}
+{{- $all = omit $all "VPCCNI_CLOUD" "VPCCNI_AZURE_IDENTITY_CLIENT_ID" "VPCCNI_AZURE_ARM_ENDPOINT" -}}
+{{- $_ := set $all "VPCCNI_CLOUD" "azure" -}}
+{{- $_ := set $all "VPCCNI_AZURE_IDENTITY_CLIENT_ID" .Values.azure.identityClientId -}}
+{{- $_ := set $all "VPCCNI_AZURE_ARM_ENDPOINT" .Values.azure.armEndpoint -}}
+{{- end -}}
 {{- range $name := keys $all | sortAlpha }}
 {{- $value := toString (get $all $name) }}
 {{- if ne $value "" }}

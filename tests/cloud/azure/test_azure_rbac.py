@@ -1,11 +1,11 @@
 """iam/vpccni-azure-role.json is sufficient and every action in it is necessary, proven against the local
 Azure's RBAC (the way tests/cloud/ipamd/test_iam_ipamd.py proves the AWS node policy).
 
-The node's managed identity holds only that role, on the node's resource group. The provider's whole
-life — describe the VM and its NICs, read the subnet, grow, shrink, tag — works. With any one action
-removed, the step that needs it fails with ARM's 403 (AuthorizationFailed, or LinkedAuthorizationFailed
-for the subnet and application security group joined by a new IP configuration), mapped to Unauthorized
-naming the action, and it is not retried.
+The node's managed identity holds only that role, on the node's resource group. The provider's whole life —
+describe the VM and its NICs, read the subnet and the virtual network, grow, shrink, tag — works. With any
+one action removed, the step that needs it fails with ARM's 403 (AuthorizationFailed, or
+LinkedAuthorizationFailed for the subnet and application security group joined by a new IP configuration),
+mapped to Unauthorized naming the action, and it is not retried.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def whole_life(provider: AzureProvider, node: Any) -> None:
     instance = provider.describe_instance(node.resource_id)
     interfaces = provider.describe_instance_interfaces(instance.instance_id)
     provider.describe_subnets(subnet_ids=[instance.subnet_id])
+    assert provider.virtual_network_prefixes(instance.vpc_id) == ["10.224.0.0/12"]
     added = provider.assign_addresses(interfaces[0].interface_id, 16)
     provider.assign_addresses(interfaces[1].interface_id, 4)
     provider.unassign_addresses(interfaces[0].interface_id, added[:8])
@@ -73,6 +74,9 @@ STEPS: dict[str, Callable[[AzureProvider, Any], object]] = {
     "Microsoft.Network/networkInterfaces/read": lambda p, n: p.describe_interfaces([n.nic_ids[0]]),
     "Microsoft.Network/virtualNetworks/subnets/read": lambda p, n: p.describe_subnets(
         subnet_ids=[n.subnet_id]
+    ),
+    "Microsoft.Network/virtualNetworks/read": lambda p, n: p.virtual_network_prefixes(
+        n.subnet_id.rsplit("/subnets/", 1)[0]
     ),
     "Microsoft.Network/networkInterfaces/write": lambda p, n: p.assign_addresses(n.nic_ids[0], 1),
     "Microsoft.Network/virtualNetworks/subnets/join/action": lambda p, n: p.assign_addresses(n.nic_ids[0], 1),

@@ -7,8 +7,10 @@ Reusable by any tier that needs a running ipamd (cloud tests here, e2e later):
 - ``run_ipamd(instance_type, settings, ...) -> Ipamd``: a fresh node and an ipamd for it (started and
   ready unless ``start=False``); every ipamd it made is stopped (by PID) and its directory removed after
   the test, even on failure;
-- :class:`Ipamd`: ADD/DEL over the socket like the plugin, ``/v1/pool`` and ``/v1/enis``, EC2's truth
-  for the node (``ec2_enis``), restarts, crashes (SIGKILL or an armed crash point), ``wait_until``.
+- :class:`Ipamd`: ADD/DEL over the socket like the plugin (an ADD passes an empty scratch namespace: ipamd
+  runs without plumbing here, and takes a pod's namespace only open), ``/v1/pool`` and ``/v1/enis``, EC2's
+  truth for the node (``ec2_enis``), restarts, crashes (SIGKILL or an armed crash point), ``wait_until``;
+  all but the EC2 part live in :class:`IpamdUnderTest`, which the Azure tier shares (``azure_harness``).
 
 Timers are short (pool loop 0.1 s, release spacing and min ENI age 1 s ...) and the API budget wide, so a
 scenario takes seconds; tests that are about the budget or the timers pass their own values.
@@ -16,13 +18,14 @@ scenario takes seconds; tests that are about the budget or the timers pass their
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import pytest
 
@@ -30,6 +33,7 @@ from vpccni.localcloud import LocalCloud, Node
 from vpccni.localcloud.model import EniView
 from vpccni.testing.cluster_node import FAST_TIMERS
 from vpccni.testing.ipamd_process import CRASH_ENV, IpamdPaths, IpamdProcess, free_tcp_port, ipamd_env
+from vpccni.testing.scratch_netns import LABEL, scratch_netns
 from vpccni.wire.client import IpamdUnreachable, call
 from vpccni.wire.introspection import http_get, introspect
 from vpccni.wire.protocol import ErrorKind, NoIpReason, Op, Request, Response
@@ -37,7 +41,7 @@ from vpccni.wire.protocol import ErrorKind, NoIpReason, Op, Request, Response
 T = TypeVar("T")
 
 NETWORK = "vpccni"
-NETNS = "/proc/self/ns/net"  # a real network namespace (ipamd checks the path is one); nothing is plumbed
+NETNS = LABEL  # what the requests call the pods' namespace: the scratch one each ipamd is passed open
 WAITING_REASONS = {NoIpReason.GROWING, NoIpReason.STARTING, NoIpReason.THROTTLED}
 
 # The cluster's short timers, with a faster pool loop and EC2 reconcile: these tests wait on them.
@@ -61,37 +65,49 @@ def wait_until(what: str, check: Callable[[], T | None], timeout_s: float = 20.0
 
 
 @dataclass
-class Ipamd:
-    cloud: LocalCloud
-    node: Node
+class IpamdUnderTest:
+    """One ipamd process and the plugin's side of it, whatever the cloud; a subclass says how ipamd is
+    configured for its cloud (:meth:`cloud_env`) and what the cloud holds (:meth:`cloud_cidrs`)."""
+
     paths: IpamdPaths
     settings: dict[str, str]
     metrics_port: int
     process: IpamdProcess | None = None
     add_answers: Counter[str] = field(default_factory=Counter)  # ADD answers seen, by outcome
+    # An empty network namespace, open, passed with ADD and CHECK (made on first use, closed by close()).
+    _scratch: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _pod_netns_fd: int | None = None
+
+    @property
+    def pod_netns_fd(self) -> int:
+        if self._pod_netns_fd is None:
+            self._pod_netns_fd = self._scratch.enter_context(scratch_netns())
+        return self._pod_netns_fd
+
+    # --- the cloud -------------------------------------------------------------------------------
+
+    def cloud_env(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def cloud_cidrs(self) -> dict[str, set[str]]:
+        """Interface -> pod CIDRs (secondary /32s and /28 prefixes) as the cloud holds them."""
+        raise NotImplementedError
 
     # --- process ---------------------------------------------------------------------------------
 
     def env(self, crash: str | None = None) -> dict[str, str]:
-        env = ipamd_env(
-            ec2_endpoint=self.cloud.ec2_endpoint,
-            region=self.cloud.region,
-            imds_endpoint=self.node.imds_endpoint,
-            paths=self.paths,
-            metrics_port=self.metrics_port,
-            settings=self.settings,
-        )
+        env = self.cloud_env()
         if crash:
             env[CRASH_ENV] = crash
         return env
 
-    def start(self, *, crash: str | None = None, wait: bool = True) -> Ipamd:
+    def start(self, *, crash: str | None = None, wait: bool = True) -> Self:
         self.process = IpamdProcess(self.env(crash), self.paths).start()
         if wait:
             self.process.wait_ready()
         return self
 
-    def restart(self, *, crash: str | None = None) -> Ipamd:
+    def restart(self, *, crash: str | None = None) -> Self:
         self.stop()
         return self.start(crash=crash)
 
@@ -110,6 +126,7 @@ class Ipamd:
     def close(self) -> None:
         if self.process is not None:
             self.process.kill()
+        self._scratch.close()
         shutil.rmtree(self.paths.workdir, ignore_errors=True)
 
     def log(self, lines: int = 40) -> str:
@@ -119,7 +136,8 @@ class Ipamd:
 
     def request(self, op: Op, cid: str = "", **fields: Any) -> Response:
         req = Request(op=op, network=NETWORK, container_id=cid, **fields)
-        return call(self.paths.socket, req, timeout_s=10)
+        netns_fd = self.pod_netns_fd if op in (Op.ADD, Op.CHECK) else None
+        return call(self.paths.socket, req, timeout_s=10, netns_fd=netns_fd)
 
     def add(self, cid: str, ifname: str = "eth0") -> Response:
         answer = self.request(Op.ADD, cid, ifname=ifname, netns=NETNS)
@@ -186,6 +204,27 @@ class Ipamd:
         quiet = not (decision["assign"] or decision["new_eni"] or decision["release"] or decision["free_eni"])
         return pool if quiet and seen == current else None
 
+
+@dataclass(kw_only=True)
+class Ipamd(IpamdUnderTest):
+    """ipamd on a LocalCloud (EC2) node."""
+
+    cloud: LocalCloud
+    node: Node
+
+    def cloud_env(self) -> dict[str, str]:
+        return ipamd_env(
+            ec2_endpoint=self.cloud.ec2_endpoint,
+            region=self.cloud.region,
+            imds_endpoint=self.node.imds_endpoint,
+            paths=self.paths,
+            metrics_port=self.metrics_port,
+            settings=self.settings,
+        )
+
+    def cloud_cidrs(self) -> dict[str, set[str]]:
+        return self.ec2_cidrs()
+
     # --- EC2's truth -----------------------------------------------------------------------------
 
     def ec2_enis(self) -> list[EniView]:
@@ -221,9 +260,8 @@ def run_ipamd(ipamd_cloud: LocalCloud) -> Iterator[Callable[..., Ipamd]]:
     ) -> Ipamd:
         node = node or ipamd_cloud.add_node(instance_type, **node_kwargs)
         workdir = tempfile.mkdtemp(prefix="vpccni-ipamd-")  # short: socket paths must fit in 108 bytes
-        ipamd = Ipamd(
-            ipamd_cloud, node, IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})}, free_tcp_port()
-        )
+        ipamd = Ipamd(IpamdPaths(workdir), {**FAST_SETTINGS, **(settings or {})}, free_tcp_port(),
+                      cloud=ipamd_cloud, node=node)
         made.append(ipamd)
         if start:
             ipamd.start(crash=crash)

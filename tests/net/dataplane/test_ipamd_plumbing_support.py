@@ -4,14 +4,17 @@ LocalCloud + VpcDataplane (prefix ``hn``): the node's namespace has eth0 (primar
 fixture has created and attached one through boto3, eth1 (a secondary ENI with secondary addresses).
 :class:`~ipamd.dataplane.host.HostNetwork` sets the host and the ENI up exactly as ipamd main will;
 :class:`~ipamd.dataplane.pod_linux.LinuxPodNetwork` plumbs pods whose namespaces the tests create
-(``hn-pod-*``). Host veths are named ``hnv<hash>``. Everything is removed on exit, even on failure, and
-leftovers of a crashed run with the same prefix are swept first. Nothing here touches the root namespace.
+(``hn-pod-*``), each held open and checked as ipamd's handler does
+(:class:`~ipamd.dataplane.netns.NetnsGuard`, which also refuses the node's namespace). Host veths are named
+``hnv<hash>``. Everything is removed on exit, even on failure, and leftovers of a crashed run with the same
+prefix are swept first. Nothing here touches the root namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import statistics
 import time
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ipamd.dataplane.host import HostNetwork
+from ipamd.dataplane.netns import NetnsGuard
 from ipamd.dataplane.pod_linux import LinuxPodNetwork
 from ipamd.state.datastore import Allocation, AllocationKey
 from tests.net.localcloud.vpc_dataplane_support import (
@@ -33,6 +37,7 @@ from vpccni.localcloud.cloud import LocalCloud, Node
 from vpccni.localcloud.vpc.dataplane import VpcDataplane, sweep_dataplane
 from vpccni.localcloud.vpc.netns import Netns, NetnsFactory
 from vpccni.net.names import MAIN_TABLE
+from vpccni.net.nsutil import NetnsFd
 from vpccni.wire.protocol import AllocationResult, Op, PodRef, Request
 
 PREFIX = "hn"
@@ -50,6 +55,7 @@ def settings(**env: str) -> Settings:
 @dataclass
 class Pod:
     ns: Netns
+    fd: NetnsFd  # the namespace open, as the plugin passes it
     req: Request
     alloc: AllocationResult  # as setup returned it: host veth name and MACs filled in
     on_secondary: bool
@@ -76,6 +82,7 @@ class NodeEnv:
     eni: AttachedEni  # the secondary ENI, device 1, table 2
     vpc_cidr: str
     free: dict[bool, list[str]]  # on_secondary -> addresses EC2 assigned and no pod holds
+    guard: NetnsGuard
     pods: list[Pod] = field(default_factory=list)
     timings: dict[str, list[float]] = field(default_factory=dict)
 
@@ -124,9 +131,19 @@ class NodeEnv:
             **extra,
         )
 
+    def open_netns(self, ns: Netns) -> NetnsFd:
+        """``ns`` opened (the plugin's part) and checked (ipamd's); the caller closes it."""
+        fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+        checked = self.guard.check(fd, ns.path)
+        if isinstance(checked, str):
+            os.close(fd)
+            raise AssertionError(checked)
+        return checked
+
     def add_pod(self, *, on_secondary: bool, name: str | None = "") -> Pod:
         """A pod namespace and an ADD through LinuxPodNetwork for an address EC2 gave the chosen ENI."""
         ns = self.nsf.netns("pod")
+        fd = self.open_netns(ns)
         address = self.free[on_secondary].pop()
         eni_id, device = (self.eni.eni_id, 1) if on_secondary else (self.node.primary_eni_id, 0)
         alloc = AllocationResult(
@@ -142,17 +159,23 @@ class NodeEnv:
         )
         req = self.request(ns, f"web-{secrets.token_hex(3)}" if name == "" else name)
         try:
-            plumbed = self.run(self.podnet.setup(alloc, req), "pod setup")
+            plumbed = self.run(self.podnet.setup(alloc, req, fd), "pod setup")
         except BaseException:
             self.free[on_secondary].append(address)
+            os.close(fd.fd)
             ns.remove()
             raise
-        pod = Pod(ns, req, plumbed, on_secondary)
+        pod = Pod(ns, fd, req, plumbed, on_secondary)
         self.pods.append(pod)
         return pod
 
     def remove_pod(self, pod: Pod, *, timing: str | None = "pod teardown") -> None:
-        self.run(self.podnet.teardown(pod.alloc, pod.req), timing)
+        self.run(self.podnet.teardown(pod.alloc, pod.req, pod.fd), timing)
+        self.forget(pod)
+
+    def forget(self, pod: Pod) -> None:
+        """A pod torn down by the test itself: its namespace goes, its address is free again."""
+        os.close(pod.fd.fd)
         pod.ns.remove()
         self.pods.remove(pod)
         self.free[pod.on_secondary].append(pod.ip)
@@ -216,6 +239,7 @@ def node_env() -> Iterator[NodeEnv]:
                 eni,
                 vpc_cidr,
                 free,
+                NetnsGuard(node_namespaces=[vpc.node_ns.path]),
             )
             env.timed("host setup_host", hostnet.setup_host)
             env.timed(

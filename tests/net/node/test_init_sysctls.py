@@ -70,13 +70,15 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
     return bin_dir, source
 
 
-def vpccni_init(dirs: tuple[Path, Path], *args: str, imds: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VPCCNI_", "HOST_CNI_"))}
+def vpccni_init(dirs: tuple[Path, Path], *args: str, imds: str,
+                cloud: str = "aws") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VPCCNI_", "HOST_CNI_", "PYTEST_"))}
     env.update(
-        HOST_CNI_BIN_PATH=str(dirs[0]), VPCCNI_CNI_PLUGIN_SOURCE=str(dirs[1]), VPCCNI_IMDS_ENDPOINT=imds
+        HOST_CNI_BIN_PATH=str(dirs[0]), VPCCNI_CNI_PLUGIN_SOURCE=str(dirs[1]), VPCCNI_IMDS_ENDPOINT=imds,
+        VPCCNI_CLOUD=cloud,
     )
     return subprocess.run(
-        [sys.executable, "-m", "vpccni.cli", "init", *args],
+        [sys.executable, "-m", "vpccni.cli", "init", "--dev-launcher", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -139,6 +141,28 @@ def test_primary_mac_option_needs_no_imds_and_takes_any_spelling(
     assert ns_sysctl(ns, "net/ipv4/conf/inv.10/rp_filter") == "2"
 
 
+def test_the_sysctls_go_where_sysctl_root_says(
+    nsf: NetnsFactory, cloud_node: Node, dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # As the chart mounts the node's /proc/sys/net/ipv4 at /host/proc/sys/net/ipv4 (here a symbolic link:
+    # the writer's network namespace decides which namespace's value it is, whatever the path).
+    root = tmp_path / "host-proc-sys"
+    (root / "net").mkdir(parents=True)
+    (root / "net" / "ipv4").symlink_to("/proc/sys/net/ipv4")
+    ns = make_node_ns(nsf, cloud_node.mac)
+    root_before = root_sysctls()
+    done = vpccni_init(dirs, "--netns", ns.name, "--sysctl-root", str(root), imds=cloud_node.imds_endpoint)
+    assert done.returncode == 0, done.stderr
+    assert ns_sysctl(ns, "net/ipv4/conf/ineth0/rp_filter") == "2"
+    assert ns_sysctl(ns, "net/ipv4/ip_forward") == "1"
+    assert root_sysctls() == root_before
+    missing = vpccni_init(dirs, "--netns", ns.name, "--sysctl-root", str(tmp_path / "absent"),
+                          imds=cloud_node.imds_endpoint)
+    assert missing.returncode == 1
+    assert f"cannot set net.ipv4.conf.ineth0.rp_filter=2: read sysctl: {tmp_path}/absent/net/ipv4/conf" in (
+        missing.stderr)
+
+
 def test_no_link_with_the_mac_fails_naming_it_and_changes_nothing(
     nsf: NetnsFactory, cloud_node: Node, dirs: tuple[Path, Path]
 ) -> None:
@@ -156,3 +180,22 @@ def test_a_missing_netns_fails_naming_it(dirs: tuple[Path, Path]) -> None:
     )
     assert done.returncode == 1
     assert "network namespace in-absent-000000 does not exist" in done.stderr
+
+
+def test_on_azure_the_primary_is_the_first_nic_of_azure_imds(
+    nsf: NetnsFactory, dirs: tuple[Path, Path]
+) -> None:
+    from vpccni.localcloud.azure import LocalAzure
+    from vpccni.localcloud.azure.fabric import node_of
+
+    with LocalAzure() as azure:
+        vm = node_of(azure.add_vm("Standard_D2s_v5"))
+        ns = make_node_ns(nsf, vm.mac)
+        root_before = root_sysctls()
+        done = vpccni_init(dirs, "--netns", ns.name, imds=vm.imds_endpoint, cloud="azure")
+    assert done.returncode == 0, done.stderr
+    assert ns_sysctl(ns, "net/ipv4/conf/ineth0/rp_filter") == "2"
+    assert ns_sysctl(ns, "net/ipv4/conf/ineth1/rp_filter") == "1"
+    assert root_sysctls() == root_before
+    down = vpccni_init(dirs, "--netns", ns.name, imds=closed_endpoint(), cloud="azure")
+    assert down.returncode == 1 and "cannot read the primary MAC from Azure IMDS" in down.stderr

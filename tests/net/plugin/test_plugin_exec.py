@@ -166,6 +166,7 @@ def test_add_chained_after_another_plugin_keeps_its_result(rig: Rig) -> None:
         (ErrorKind.NOT_READY, None, 11, "ipamd cannot serve this yet"),
         (ErrorKind.PLUMBING, None, 101, "the ipamd message"),
         (ErrorKind.INVALID_NETNS, None, 4, "invalid CNI_NETNS"),
+        (ErrorKind.IFNAME_EXISTS, None, 4, "invalid CNI_IFNAME"),
         (ErrorKind.BAD_REQUEST, None, 103, "the ipamd message"),
     ],
 )
@@ -214,8 +215,8 @@ def test_add_with_an_unreadable_answer_is_104(rig: Rig, reply: bytes) -> None:
 
 def test_add_allocation_without_mac_is_refused_not_printed(rig: Rig) -> None:
     bad = (
-        '{"v":1,"ok":true,"allocation":{"ipv4":"10.0.1.10","prefix_len":32,"gateway":"169.254.1.1",'
-        '"eni_id":"e","device_number":0,"route_table":254,"host_ifname":"eni1"}}\n'
+        f'{{"v":{PROTOCOL_VERSION},"ok":true,"allocation":{{"ipv4":"10.0.1.10","prefix_len":32,'
+        '"gateway":"169.254.1.1","eni_id":"e","device_number":0,"route_table":254,"host_ifname":"eni1"}}\n'
     )
     rig.fake.raw_reply = bad.encode()
     err = rig.run("ADD", rig.conf()).error

@@ -57,6 +57,13 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
+def pod_netns() -> Iterator[str]:
+    """The ADD's CNI_NETNS: the plugin opens it to pass it on, so it has to exist."""
+    with netns(f"pl7u{os.getpid() % 100000}") as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
 def fake(workdir: Path) -> Iterator[FakeIpamd]:
     fake = FakeIpamd(str(workdir / "ipamd.sock")).start()
     try:
@@ -87,13 +94,14 @@ def conf(socket: str) -> dict[str, object]:
     return {"cniVersion": "1.0.0", "name": "pl7net", "type": "vpccni", "ipamdSocket": socket}
 
 
-def loaded_after(workdir: Path, argv: list[str], command: str, stdin: dict[str, object]) -> set[str]:
+def loaded_after(workdir: Path, argv: list[str], command: str, stdin: dict[str, object],
+                 pod_netns: str) -> set[str]:
     run = exec_plugin(
         argv,
         command,
         stdin,
         container_id="c1",
-        netns="/run/netns/pl7x",
+        netns=pod_netns,
         ifname="eth0",
         args=k8s_args("ns", "p"),
     )
@@ -102,9 +110,9 @@ def loaded_after(workdir: Path, argv: list[str], command: str, stdin: dict[str, 
 
 
 def test_add_loads_only_the_standard_library_and_the_protocol(
-    workdir: Path, fake: FakeIpamd, probe: Path
+    workdir: Path, fake: FakeIpamd, probe: Path, pod_netns: str
 ) -> None:
-    modules = loaded_after(workdir, [str(probe)], "ADD", conf(fake.socket_path))
+    modules = loaded_after(workdir, [str(probe)], "ADD", conf(fake.socket_path), pod_netns)
     ours = {m for m in modules if m.split(".")[0] in ("plugin", "vpccni")}
     assert ours <= PLUGIN_MODULES | LIBRARY_MODULES, ours - PLUGIN_MODULES - LIBRARY_MODULES
     foreign = (
@@ -132,6 +140,7 @@ def test_the_probe_sees_the_lazy_imports_of_the_del_fallback(workdir: Path, prob
             in_netns(f"pl7s{pid}", str(probe)),
             "DEL",
             {**conf(str(workdir / "down" / "ipamd.sock")), "prevResult": prev},
+            "/run/netns/pl7x",  # gone: a DEL goes on without it
         )
     assert {"plugin.fallback", "vpccni.net.hostroutes", "vpccni.net.rtnl"} <= modules
     assert "pyroute2" not in modules  # a bare host Python can run the fallback too
@@ -146,7 +155,7 @@ def _time_ms(argv: list[str], env: dict[str, str], stdin: bytes) -> float:
 
 
 def test_add_exec_to_exit_time(
-    workdir: Path, fake: FakeIpamd, probe: Path, capsys: pytest.CaptureFixture[str]
+    workdir: Path, fake: FakeIpamd, probe: Path, pod_netns: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     launcher = workdir / "bin" / "vpccni"
     python = sys.executable
@@ -154,7 +163,7 @@ def test_add_exec_to_exit_time(
         "PATH": os.environ.get("PATH", ""),
         "CNI_COMMAND": "ADD",
         "CNI_CONTAINERID": "c1",
-        "CNI_NETNS": "/run/netns/pl7x",
+        "CNI_NETNS": pod_netns,
         "CNI_IFNAME": "eth0",
         "CNI_ARGS": k8s_args("ns", "p"),
     }

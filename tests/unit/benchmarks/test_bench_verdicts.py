@@ -28,7 +28,8 @@ def _exec(seconds: float, ok: bool = True) -> add_phases.ExecResult:
 
 def _add_report(seq: list[add_phases.ExecResult], conc: list[add_phases.ExecResult]) -> dict[str, Any]:
     return add.report("m5.xlarge", 32, {"MINIMUM_IP_TARGET": "32", "WARM_IP_TARGET": "2"},
-                      add.Phase(results=seq), add.Phase(results=conc, all_done_s=0.1), FLOORS, BURST)
+                      add.Phase(results=seq), add.Phase(results=conc, all_done_s=0.1), FLOORS, BURST,
+                      {"kind": "python", "payload": ""})
 
 
 def test_a_failed_add_stays_in_the_latencies_and_fails_the_goal() -> None:

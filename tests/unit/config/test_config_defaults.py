@@ -67,6 +67,12 @@ AWS_DEFAULTS = {
     "MY_POD_UID": "",
     "HOST_CNI_BIN_PATH": "/host/opt/cni/bin",
     "HOST_CNI_CONFDIR_PATH": "/host/etc/cni/net.d",
+    # ours: the cloud
+    "VPCCNI_CLOUD": "aws",
+    "VPCCNI_IP_BATCH": "0",
+    "VPCCNI_AZURE_ARM_ENDPOINT": "https://management.azure.com",
+    "VPCCNI_AZURE_IDENTITY_CLIENT_ID": "",
+    "VPCCNI_AZURE_CA_BUNDLE": "",
     # ours
     "VPCCNI_IMDS_ENDPOINT": "http://169.254.169.254",
     "VPCCNI_SOCKET_PATH": DEFAULT_SOCKET_PATH,

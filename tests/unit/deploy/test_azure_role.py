@@ -39,6 +39,7 @@ RBAC_ACTIONS = {
     "GetVirtualMachine": {"Microsoft.Compute/virtualMachines/read"},
     "GetNetworkInterface": {"Microsoft.Network/networkInterfaces/read"},
     "GetSubnet": {"Microsoft.Network/virtualNetworks/subnets/read"},
+    "GetVirtualNetwork": {"Microsoft.Network/virtualNetworks/read"},
     "PutNetworkInterface": {
         "Microsoft.Network/networkInterfaces/write",
         "Microsoft.Network/virtualNetworks/subnets/join/action",

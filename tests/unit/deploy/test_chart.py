@@ -92,23 +92,20 @@ def test_daemonset_shape() -> None:
     assert {"operator": "Exists"} in spec["tolerations"]
     assert ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "10%"
     (init,) = spec["initContainers"]
-    assert init["command"][:3] == ["vpccni", "init", "--self-contained"]
+    assert init["command"][:2] == ["vpccni", "init"]
     (main,) = spec["containers"]
     assert main["command"] == ["vpccni-ipamd"]
-    assert set(main["securityContext"]["capabilities"]["add"]) == {"NET_ADMIN", "NET_RAW"}
-    assert "privileged" not in main["securityContext"]
     assert main["readinessProbe"]["exec"]["command"][:2] == ["vpccni", "status"]
     assert main["livenessProbe"]["exec"]["command"][:2] == ["vpccni", "status"]
     assert main["resources"]["requests"]["cpu"] == "25m"
     host_paths = {v["hostPath"]["path"] for v in spec["volumes"]}
-    expected = {
+    assert host_paths == {
         "/opt/cni/bin",
         "/etc/cni/net.d",
         "/run/vpccni",
         "/var/log/aws-routed-eni",
-        "/run/xtables.lock",
+        "/proc/sys/net/ipv4",
     }
-    assert expected <= host_paths
     env = env_of(main)
     assert env["MY_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["MY_POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}  # Events on ipamd's own pod
@@ -143,6 +140,8 @@ def test_rbac_is_read_mostly() -> None:
 def test_notes_mention_max_pods_variant() -> None:
     notes = render({"env": {"ENABLE_PREFIX_DELEGATION": "true"}})["NOTES"][0]["text"]
     assert "vpccni max-pods --instance-type <type> --prefix-delegation" in notes
+    assert "<no value>" not in notes
+    assert "nothing but the kernel and a CNI runtime" in notes
 
 
 @pytest.mark.parametrize(
@@ -156,7 +155,7 @@ def test_notes_mention_max_pods_variant() -> None:
         ({"env": {"MAX_ENI": "0"}}, "/env/MAX_ENI"),
         ({"metrics": {"port": 0}}, "/metrics/port"),
         ({"cniBinDir": "relative/path"}, "/cniBinDir"),
-        ({"init": {"hostPython": "python3"}}, "/init/hostPython"),
+        ({"init": {"hostPython": "/usr/bin/python3"}}, "hostPython"),
         ({"replicaCount": 2}, "replicaCount"),
     ],
 )
@@ -179,18 +178,59 @@ def test_every_env_value_is_a_setting_ipamd_reads() -> None:
     assert rendered <= known, rendered - known
 
 
-def test_init_installs_a_self_contained_plugin_for_the_hosts_python() -> None:
-    spec = daemonset({"init": {"hostPython": "/usr/bin/python3.12"}})["spec"]["template"]["spec"]
+def granted(container: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """What a container is granted: capabilities, privilege, host network, hostPath mounts."""
+    context = container.get("securityContext", {})
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    return {
+        "capabilities": context.get("capabilities", {}),
+        "privileged": context.get("privileged", False),
+        "allowPrivilegeEscalation": context.get("allowPrivilegeEscalation", True),
+        "readOnlyRootFilesystem": context.get("readOnlyRootFilesystem", False),
+        "hostNetwork": spec.get("hostNetwork", False),
+        "hostPID": spec.get("hostPID", False),
+        "host paths": {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts", [])
+                       if m["name"] in volumes},
+    }
+
+
+def test_each_container_is_granted_exactly_what_its_steps_need() -> None:
+    # The table tests/node/test_least_privilege.py proves row by row, with the built image.
+    spec = daemonset({})["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    (main,) = spec["containers"]
+    assert spec["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert granted(init, spec) == {
+        "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "hostNetwork": True,
+        "hostPID": False,
+        "host paths": {"/host/opt/cni/bin": "/opt/cni/bin", "/host/proc/sys/net/ipv4": "/proc/sys/net/ipv4"},
+    }
+    assert granted(main, spec) == {
+        "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "SYS_ADMIN"]},
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "hostNetwork": True,
+        "hostPID": False,
+        "host paths": {"/host/etc/cni/net.d": "/etc/cni/net.d", "/run/vpccni": "/run/vpccni",
+                       "/host/var/log/aws-routed-eni": "/var/log/aws-routed-eni"},
+    }
+
+
+def test_init_installs_the_images_payload_and_writes_the_sysctls_through_the_mount() -> None:
+    spec = daemonset({})["spec"]["template"]["spec"]
     (init,) = spec["initContainers"]
     parser = argparse.ArgumentParser()
     init_cmd.add_arguments(parser)
     args = parser.parse_args(init["command"][2:])  # the chart's command line is one `vpccni init` takes
-    assert args.self_contained and args.host_python == "/usr/bin/python3.12"
-    (root_mount,) = [m for m in init["volumeMounts"] if m["mountPath"] == args.host_fs_root]
-    assert root_mount["readOnly"] is True
-    (root_volume,) = [v for v in spec["volumes"] if v["name"] == root_mount["name"]]
-    assert root_volume["hostPath"]["path"] == "/"
-    assert all(m["mountPath"] != args.host_fs_root for c in spec["containers"] for m in c["volumeMounts"])
+    assert not args.dev_launcher and args.payload == "/opt/vpccni/payload"
+    mounts = {m["mountPath"] for m in init["volumeMounts"]}
+    assert f"{args.sysctl_root}/net/ipv4" in mounts
+    assert env_of(init)["HOST_CNI_BIN_PATH"] in mounts
 
 
 @pytest.mark.parametrize(("values", "chain"), [

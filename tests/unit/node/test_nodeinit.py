@@ -1,5 +1,6 @@
-"""Node init's file installation (vpccni.node.init), in temporary directories; no sysctl is touched here
-(``sysctls=False``) — tests/net/node/test_init_sysctls.py does those inside a network namespace.
+"""Node init's file installation with the development launcher (vpccni.node.init), in temporary
+directories; no sysctl is touched here (``sysctls=False``) — tests/net/node/test_init_sysctls.py does those
+inside a network namespace, test_nodeinit_payload.py installs a payload.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 from vpccni.node.init import (
     InitFailed,
     InitInputError,
-    LauncherSpec,
     NodeInitOptions,
     Step,
     install_atomically,
@@ -215,61 +215,3 @@ def test_a_bad_mac_is_bad_input(bin_dir: Path, source: Path) -> None:
     with pytest.raises(InitInputError, match="--primary-mac: '02:00:zz:00:00:01' is not a MAC"):
         run_node_init(opts)
     assert os.listdir(bin_dir) == []
-
-
-# --- the launcher's host paths ---------------------------------------------------------------------------
-
-
-def fake_host(tmp_path: Path) -> Path:
-    host = tmp_path / "host"
-    (host / "opt/py/bin").mkdir(parents=True)
-    (host / "opt/py/bin/python3").write_text("")
-    (host / "opt/py/bin/python3").chmod(0o755)
-    (host / "opt/vpccni/plugin").mkdir(parents=True)
-    (host / "opt/vpccni/plugin/main.py").write_text("")
-    return host
-
-
-def test_the_launcher_names_the_hosts_python_and_package(tmp_path: Path, bin_dir: Path, source: Path) -> None:
-    host = fake_host(tmp_path)
-    spec = LauncherSpec(python="/opt/py/bin/python3", root="/opt/vpccni", host_fs_root=str(host))
-
-    run_node_init(options(bin_dir, source, launcher=spec))
-
-    text = (bin_dir / "vpccni").read_text()
-    assert text == render_launcher("/opt/py/bin/python3", "/opt/vpccni", ())
-    assert text.startswith("#!/opt/py/bin/python3 -IS\n")
-
-
-def test_host_libraries_are_passed_through(tmp_path: Path, bin_dir: Path, source: Path) -> None:
-    host = fake_host(tmp_path)
-    spec = LauncherSpec(
-        python="/opt/py/bin/python3",
-        root="/opt/vpccni",
-        host_fs_root=str(host),
-        libraries=("/opt/py/lib/python3.11/site-packages",),
-    )
-    run_node_init(options(bin_dir, source, launcher=spec))
-    assert "sys.path += ['/opt/py/lib/python3.11/site-packages']" in (bin_dir / "vpccni").read_text()
-
-
-def test_a_host_python_that_is_not_there_is_named(tmp_path: Path, bin_dir: Path, source: Path) -> None:
-    host = fake_host(tmp_path)
-    spec = LauncherSpec(python="/usr/bin/python9", root="/opt/vpccni", host_fs_root=str(host))
-    with pytest.raises(
-        InitFailed, match=rf"host Python /usr/bin/python9 .* \(looked at {host}/usr/bin/python9\)"
-    ):
-        run_node_init(options(bin_dir, source, launcher=spec))
-    assert os.listdir(bin_dir) == []
-
-
-def test_a_host_root_without_the_plugin_is_named(tmp_path: Path, bin_dir: Path, source: Path) -> None:
-    host = fake_host(tmp_path)
-    spec = LauncherSpec(python="/opt/py/bin/python3", root="/opt/other", host_fs_root=str(host))
-    with pytest.raises(InitFailed, match="host package root /opt/other holds no plugin/main.py"):
-        run_node_init(options(bin_dir, source, launcher=spec))
-
-
-def test_a_relative_host_python_is_bad_input(bin_dir: Path, source: Path) -> None:
-    with pytest.raises(InitInputError, match="must be an absolute path"):
-        run_node_init(options(bin_dir, source, launcher=LauncherSpec(python="python3")))

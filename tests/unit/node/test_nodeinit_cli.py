@@ -1,5 +1,6 @@
-"""``vpccni init`` as the init container runs it: a subprocess, inputs from the environment, exit status
-0 / 1 (a step failed) / 2 (bad input). File installation only (``--skip-sysctls``, or a run that fails
+"""``vpccni init`` as a subprocess: inputs from the environment, exit status 0 / 1 (a step failed) / 2 (bad
+input). Mostly with ``--dev-launcher`` (this machine has no /opt/vpccni/payload; test_nodeinit_payload.py
+installs a payload, tests/node the image's). File installation only (``--skip-sysctls``, or a run that fails
 before any sysctl): tests/net/node/test_init_sysctls.py sets sysctls inside a network namespace.
 """
 
@@ -56,7 +57,7 @@ def test_installs_then_reports_nothing_to_change(bin_dir: Path, source: Path) ->
         "VPCCNI_CNI_PLUGIN_SOURCE": str(source),
         "VPCCNI_CHAIN_PLUGINS": "portmap,bandwidth",
     }
-    first = vpccni_init("--skip-sysctls", **env)
+    first = vpccni_init("--dev-launcher", "--skip-sysctls", **env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines() == [
         f"installed {bin_dir}/vpccni",
@@ -64,13 +65,18 @@ def test_installs_then_reports_nothing_to_change(bin_dir: Path, source: Path) ->
         f"installed {bin_dir}/bandwidth",
         "vpccni init: 3 changes, 0 already in place",
     ]
-    again = vpccni_init("--skip-sysctls", **env)
+    again = vpccni_init("--dev-launcher", "--skip-sysctls", **env)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[-1] == "vpccni init: nothing to change: the node was already initialized"
 
 
 def test_the_installed_launcher_runs_the_plugin(bin_dir: Path, source: Path) -> None:
-    done = vpccni_init("--skip-sysctls", HOST_CNI_BIN_PATH=str(bin_dir), VPCCNI_CNI_PLUGIN_SOURCE=str(source))
+    done = vpccni_init(
+        "--dev-launcher",
+        "--skip-sysctls",
+        HOST_CNI_BIN_PATH=str(bin_dir),
+        VPCCNI_CNI_PLUGIN_SOURCE=str(source),
+    )
     assert done.returncode == 0, done.stderr
     reply = subprocess.run(
         [str(bin_dir / "vpccni")],
@@ -86,13 +92,20 @@ def test_the_installed_launcher_runs_the_plugin(bin_dir: Path, source: Path) -> 
 
 
 def test_default_chain_is_portmap(bin_dir: Path, source: Path) -> None:
-    done = vpccni_init("--skip-sysctls", HOST_CNI_BIN_PATH=str(bin_dir), VPCCNI_CNI_PLUGIN_SOURCE=str(source))
+    done = vpccni_init(
+        "--dev-launcher",
+        "--skip-sysctls",
+        HOST_CNI_BIN_PATH=str(bin_dir),
+        VPCCNI_CNI_PLUGIN_SOURCE=str(source),
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(bin_dir)) == ["portmap", "vpccni"]
 
 
 def test_an_empty_chain_installs_only_the_launcher(bin_dir: Path, source: Path) -> None:
-    done = vpccni_init("--skip-sysctls", HOST_CNI_BIN_PATH=str(bin_dir), VPCCNI_CHAIN_PLUGINS="")
+    done = vpccni_init(
+        "--dev-launcher", "--skip-sysctls", HOST_CNI_BIN_PATH=str(bin_dir), VPCCNI_CHAIN_PLUGINS=""
+    )
     assert done.returncode == 0, done.stderr
     assert os.listdir(bin_dir) == ["vpccni"]
 
@@ -104,24 +117,36 @@ def test_an_empty_chain_installs_only_the_launcher(bin_dir: Path, source: Path) 
         ({"VPCCNI_CHAIN_PLUGINS": "../evil"}, (), "chained plugin name '../evil'"),
         ({"VPCCNI_CNI_PLUGIN_SOURCE": "relative/dir"}, (), "VPCCNI_CNI_PLUGIN_SOURCE='relative/dir'"),
         ({"HOST_CNI_BIN_PATH": "opt/cni/bin"}, (), "HOST_CNI_BIN_PATH='opt/cni/bin'"),
-        ({}, ("--primary-mac", "not-a-mac"), "--primary-mac: 'not-a-mac' is not a MAC address"),
-        ({}, ("--host-python", "python3"), "must be an absolute path"),
-        ({}, ("--netns", "../x"), "--netns:"),
+        ({}, ("--dev-launcher", "--primary-mac", "not-a-mac"), "--primary-mac: 'not-a-mac' is not a MAC"),
+        ({}, ("--dev-launcher", "--netns", "../x"), "--netns:"),
+        ({}, ("--dev-launcher", "--sysctl-root", "proc/sys"), "--sysctl-root 'proc/sys'"),
+        ({}, ("--payload", "payload"), "--payload 'payload': expected an absolute path"),
     ],
 )
 def test_bad_input_exits_2_naming_it_and_changes_nothing(
     bin_dir: Path, source: Path, env: dict[str, str], args: tuple[str, ...], message: str
 ) -> None:
     full_env = {"HOST_CNI_BIN_PATH": str(bin_dir), "VPCCNI_CNI_PLUGIN_SOURCE": str(source), **env}
-    done = vpccni_init(*args, **full_env)
+    done = vpccni_init(*(args or ("--dev-launcher",)), **full_env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert os.listdir(bin_dir) == []
 
 
+def test_without_a_payload_it_fails_naming_the_payload(bin_dir: Path) -> None:
+    absent = bin_dir.parent / "absent"
+    done = vpccni_init("--skip-sysctls", "--payload", str(absent), HOST_CNI_BIN_PATH=str(bin_dir))
+    assert done.returncode == 1
+    assert f"the plugin payload in {bin_dir.parent}/absent has no executable vpccni" in done.stderr
+    assert os.listdir(bin_dir) == []
+
+
 def test_a_missing_bin_dir_fails_with_1(tmp_path: Path, source: Path) -> None:
     done = vpccni_init(
-        "--skip-sysctls", HOST_CNI_BIN_PATH=str(tmp_path / "absent"), VPCCNI_CNI_PLUGIN_SOURCE=str(source)
+        "--dev-launcher",
+        "--skip-sysctls",
+        HOST_CNI_BIN_PATH=str(tmp_path / "absent"),
+        VPCCNI_CNI_PLUGIN_SOURCE=str(source),
     )
     assert done.returncode == 1
     assert f"vpccni init: failed: HOST_CNI_BIN_PATH {tmp_path}/absent is not a directory" in done.stderr
@@ -129,6 +154,7 @@ def test_a_missing_bin_dir_fails_with_1(tmp_path: Path, source: Path) -> None:
 
 def test_a_missing_chained_plugin_fails_with_1(bin_dir: Path, source: Path) -> None:
     done = vpccni_init(
+        "--dev-launcher",
         "--skip-sysctls",
         HOST_CNI_BIN_PATH=str(bin_dir),
         VPCCNI_CNI_PLUGIN_SOURCE=str(source),
@@ -142,7 +168,10 @@ def test_a_missing_chained_plugin_fails_with_1(bin_dir: Path, source: Path) -> N
 def test_imds_down_fails_with_1_before_anything_changes(bin_dir: Path, source: Path) -> None:
     endpoint = f"http://127.0.0.1:{closed_port()}"
     done = vpccni_init(
-        HOST_CNI_BIN_PATH=str(bin_dir), VPCCNI_CNI_PLUGIN_SOURCE=str(source), VPCCNI_IMDS_ENDPOINT=endpoint
+        "--dev-launcher",
+        HOST_CNI_BIN_PATH=str(bin_dir),
+        VPCCNI_CNI_PLUGIN_SOURCE=str(source),
+        VPCCNI_IMDS_ENDPOINT=endpoint,
     )
     assert done.returncode == 1
     assert f"cannot read the primary MAC from IMDS at {endpoint}" in done.stderr

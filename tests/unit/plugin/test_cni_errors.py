@@ -20,11 +20,19 @@ EXPECTED_KIND_CODES = {
     ErrorKind.NOT_READY: 11,
     ErrorKind.TRY_AGAIN: 11,
     ErrorKind.INVALID_NETNS: 4,
+    ErrorKind.IFNAME_EXISTS: 4,
     ErrorKind.CHECK_FAILED: 102,
     ErrorKind.PLUMBING: 101,
     ErrorKind.INTERNAL: 999,
 }
-TRANSIENT_REASONS = {NoIpReason.STARTING, NoIpReason.GROWING, NoIpReason.THROTTLED, NoIpReason.CLOUD_ERROR}
+TRANSIENT_REASONS = {
+    NoIpReason.STARTING,
+    NoIpReason.GROWING,
+    NoIpReason.THROTTLED,
+    NoIpReason.CLOUD_ERROR,
+    NoIpReason.CLOUD_SLOW,
+    NoIpReason.COOLING,
+}
 
 
 def test_every_error_kind_has_a_deliberate_code() -> None:
@@ -37,6 +45,11 @@ def test_every_error_kind_has_a_deliberate_code() -> None:
 
 def test_invalid_netns_names_the_variable() -> None:
     assert "CNI_NETNS" in cni.error_from_ipamd("ADD", ErrorInfo(ErrorKind.INVALID_NETNS, "not a netns")).msg
+
+
+def test_an_interface_name_the_pod_already_has_names_the_variable() -> None:
+    err = cni.error_from_ipamd("ADD", ErrorInfo(ErrorKind.IFNAME_EXISTS, "eth0 already exists in ..."))
+    assert err.code == 4 and err.msg == "invalid CNI_IFNAME: eth0 already exists in ..."
 
 
 @pytest.mark.parametrize("reason", list(NoIpReason))

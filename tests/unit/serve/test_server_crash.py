@@ -15,7 +15,9 @@ import tempfile
 
 from ipamd.state.checkpoint import load_checkpoint
 from tests.unit.serve.server_harness import add, call, delete
-from vpccni.wire.protocol import ErrorKind, Request, Response, decode_response, encode_request
+from vpccni.testing.scratch_netns import scratch_netns
+from vpccni.wire.client import AsyncConnection, IpamdUnreachable
+from vpccni.wire.protocol import ErrorKind, Op, Request, Response
 
 ROUNDS = 20
 KEYS = [f"pod{n}" for n in range(12)]
@@ -42,27 +44,23 @@ class Model:
         self.uncertain: set[str] = set()
 
 
-async def client(socket_path: str, rng: random.Random, model: Model, mine: list[str]) -> None:
+async def client(socket_path: str, rng: random.Random, model: Model, mine: list[str], netns: int) -> None:
     try:
-        reader, writer = await asyncio.open_unix_connection(socket_path)
-    except OSError:
+        conn = await AsyncConnection.open(socket_path)
+    except IpamdUnreachable:
         return
     try:
         while True:
             cid = rng.choice(mine)
             req = add(cid) if rng.random() < 0.6 else delete(cid)
             model.uncertain.add(cid)
-            writer.write(encode_request(req))
-            line = await reader.readline()
-            if not line:
-                return  # killed: cid stays uncertain
-            resp = decode_response(line)
+            resp = await conn.request(req, netns if req.op is Op.ADD else None)
             model.uncertain.discard(cid)
             apply(model, cid, req, resp)
-    except (ConnectionError, OSError):
-        return
+    except (IpamdUnreachable, OSError):
+        return  # killed: cid stays uncertain
     finally:
-        writer.close()
+        conn.close()
 
 
 def apply(model: Model, cid: str, req: Request, resp: Response) -> None:
@@ -78,20 +76,20 @@ def apply(model: Model, cid: str, req: Request, resp: Response) -> None:
 
 
 async def traffic_until_killed(socket_path: str, proc: subprocess.Popen[str], rng: random.Random,
-                               model: Model) -> None:
+                               model: Model, netns: int) -> None:
     loop = asyncio.get_running_loop()
     loop.call_later(rng.uniform(0.01, 0.15), os.kill, proc.pid, signal.SIGKILL)
     shares = [KEYS[i::4] for i in range(4)]  # each key belongs to one client: per-key order is known
-    await asyncio.gather(*(client(socket_path, random.Random(rng.random()), model, s) for s in shares))
+    await asyncio.gather(*(client(socket_path, random.Random(rng.random()), model, s, netns) for s in shares))
 
 
-async def settle(socket_path: str, model: Model) -> None:
+async def settle(socket_path: str, model: Model, netns: int) -> None:
     """After a restart: a repeated ADD of each answered key gets the same address; uncertain keys are
     deleted so the next round starts from known state."""
     for cid, address in model.held.items():
         if cid in model.uncertain:
             continue
-        resp = await call(socket_path, add(cid))
+        resp = await call(socket_path, add(cid), netns)
         assert resp.allocation is not None and resp.allocation.ipv4 == address, (cid, address, resp)
     for cid in sorted(model.uncertain):
         assert (await call(socket_path, delete(cid))).ok
@@ -100,13 +98,18 @@ async def settle(socket_path: str, model: Model) -> None:
 
 
 def test_kill_9_mid_traffic_loses_no_answered_state() -> None:
+    with scratch_netns() as netns:
+        kill_9_rounds(netns)
+
+
+def kill_9_rounds(netns: int) -> None:
     workdir = tempfile.mkdtemp(prefix="vpccni-crash-")
     socket_path = os.path.join(workdir, "ipamd.sock")
     model = Model()
     proc = start_server(workdir)
     try:
         for seed in range(ROUNDS):
-            asyncio.run(traffic_until_killed(socket_path, proc, random.Random(seed), model))
+            asyncio.run(traffic_until_killed(socket_path, proc, random.Random(seed), model, netns))
             proc.wait(10)
             assert proc.stdout is not None
             proc.stdout.close()
@@ -118,7 +121,7 @@ def test_kill_9_mid_traffic_loses_no_answered_state() -> None:
                     continue
                 assert held_on_disk.get(cid) == model.held.get(cid), f"round {seed}: {cid} lost or leaked"
             proc = start_server(workdir)
-            asyncio.run(settle(socket_path, model))
+            asyncio.run(settle(socket_path, model, netns))
     finally:
         proc.kill()
         proc.wait(10)

@@ -14,6 +14,8 @@ from ipamd.state.checkpoint import GroupCommitter, load_checkpoint, snapshot_of
 from ipamd.state.datastore import AllocationKey, Datastore
 from ipamd.state.recovery import recover
 from tests.unit.serve.server_harness import NETNS, RecordingPodNetwork, add, eni
+from vpccni.net.nsutil import NetnsFd
+from vpccni.testing.scratch_netns import scratch_netns
 from vpccni.wire.protocol import (
     AllocationResult,
     Op,
@@ -47,8 +49,9 @@ def test_release_records_are_replayed_before_serving(tmp_path: Path) -> None:
     async def first_life() -> None:
         _, committer, handler = ipamd_from(state, RecordingPodNetwork())
         handler.mark_ready()
-        for cid in ("gone", "alive", "stuck"):
-            assert (await handler.handle(add(cid), time.monotonic())).ok
+        with scratch_netns() as pod_netns:
+            for cid in ("gone", "alive", "stuck"):
+                assert (await handler.handle(add(cid), time.monotonic(), pod_netns)).ok
         await committer.aclose()
 
     asyncio.run(first_life())
@@ -60,8 +63,9 @@ def test_release_records_are_replayed_before_serving(tmp_path: Path) -> None:
     Path(spool, "partial.json.tmp").write_bytes(b"{")  # the plugin's half-written temp: not a record
 
     class FailsForStuck(RecordingPodNetwork):
-        async def teardown(self, alloc: AllocationResult | None, req: Request) -> None:
-            await super().teardown(alloc, req)
+        async def teardown(self, alloc: AllocationResult | None, req: Request, ns: NetnsFd | None) -> None:
+            assert ns is None  # a replayed DEL comes without the pod's namespace: the host side only
+            await super().teardown(alloc, req, ns)
             if req.container_id == "stuck":
                 raise OSError("rule delete: Device or resource busy")
 

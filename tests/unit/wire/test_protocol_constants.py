@@ -26,7 +26,7 @@ def test_lookup_by_value_returns_the_member_and_refuses_others() -> None:
 
 def test_iteration_lists_every_member_in_declaration_order() -> None:
     assert [o.value for o in Op] == ["ADD", "DEL", "CHECK", "GC", "STATUS", "PING"]
-    assert list(NoIpReason)[0] is NoIpReason.STARTING and len(list(NoIpReason)) == 12
+    assert list(NoIpReason)[0] is NoIpReason.STARTING and len(list(NoIpReason)) == 14
     assert len({*ErrorKind}) == len(list(ErrorKind))
 
 

@@ -1,4 +1,5 @@
-"""vpccni.wire.wirejson parses and writes exactly what the json module does (it is the same C code)."""
+"""vpccni.wire.wirejson parses and writes exactly what the json module does (it is the same C code), except
+that it refuses the values JSON does not have (NaN, Infinity, numbers beyond a double)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,10 @@ def test_unserializable_and_nan_are_refused() -> None:
         wirejson.dumps({1, 2})
     with pytest.raises(ValueError):
         wirejson.dumps(float("nan"))
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}', "1e400", b'{"routes": -1e999}'])
+def test_values_json_does_not_have_are_refused(text: str | bytes) -> None:
+    """Python's json reads them; JSON has none of them, and dumps could not write them back."""
+    with pytest.raises(ValueError, match="NaN or Infinity|out of a double's range"):
+        wirejson.loads(text)

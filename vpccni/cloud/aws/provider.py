@@ -33,7 +33,7 @@ from vpccni.cloud.aws.errors import map_error
 from vpccni.cloud.aws.parse import parse_instance, parse_interface, parse_subnet
 from vpccni.cloud.base import CloudProvider, InstanceInfo, NetworkInterface, Subnet
 from vpccni.cloud.budget import ApiBudget
-from vpccni.cloud.observe import CallObserver
+from vpccni.cloud.observe import CallObserver, InFlightCalls
 from vpccni.cloud.retry import CallRunner, RetrySettings
 from vpccni.errors import CloudError, CloudInvalidRequest, CloudNotFound, UnknownInstanceType
 
@@ -68,6 +68,14 @@ def aws_runner(**kwargs: Any) -> CallRunner:
 class AwsProvider:
     """EC2 behind the :class:`~vpccni.cloud.base.CloudProvider` interface. Thread-safe."""
 
+    can_attach_interfaces = True
+    """ENIs are created, attached, detached and deleted while the instance runs."""
+    supports_prefixes = True
+    """/28 prefixes can be delegated to ENIs (of Nitro instances)."""
+    address_writes_are_batched = False
+    """Each Assign/Unassign call is one write whatever its count, but aws-node's targets ask for what is
+    short; batching is VPCCNI_IP_BATCH's choice, not the API's."""
+
     def __init__(
         self,
         client: Any,
@@ -91,8 +99,10 @@ class AwsProvider:
         retry: RetrySettings | None = None,
         budget: ApiBudget | None = None,
         observer: CallObserver | None = None,
+        in_flight: InFlightCalls | None = None,
     ) -> AwsProvider:
-        return cls(make_ec2_client(settings), aws_runner(retry=retry, budget=budget, observer=observer))
+        return cls(make_ec2_client(settings),
+                   aws_runner(retry=retry, budget=budget, observer=observer, in_flight=in_flight))
 
     # --- the instance ----------------------------------------------------------------------------
 

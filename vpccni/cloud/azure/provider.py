@@ -47,7 +47,7 @@ from vpccni.cloud.azure.settings import AzureSettings, make_network_client
 from vpccni.cloud.azure.vm_sizes import IP_CONFIGS_PER_NIC, instance_type_info, require
 from vpccni.cloud.base import CloudProvider, InstanceInfo, NetworkInterface, Subnet
 from vpccni.cloud.budget import ApiBudget
-from vpccni.cloud.observe import CallObserver
+from vpccni.cloud.observe import CallObserver, InFlightCalls
 from vpccni.cloud.retry import CallRunner, RetrySettings
 from vpccni.errors import (
     AddressLimitExceeded,
@@ -62,6 +62,8 @@ GET_NIC = "GetNetworkInterface"
 PUT_NIC = "PutNetworkInterface"
 GET_SUBNET = "GetSubnet"
 GET_VM = "GetVirtualMachine"
+GET_VNET = "GetVirtualNetwork"
+VNET_KIND = "Microsoft.Network/virtualNetworks"
 NIC_KIND = "Microsoft.Network/networkInterfaces"
 VM_KIND = "Microsoft.Compute/virtualMachines"
 COMPUTE_API_VERSION = "2024-07-01"
@@ -109,8 +111,10 @@ class AzureProvider:
         retry: RetrySettings | None = None,
         budget: ApiBudget | None = None,
         observer: CallObserver | None = None,
+        in_flight: InFlightCalls | None = None,
     ) -> AzureProvider:
-        runner = CallRunner(retry=retry, budget=budget, observer=observer, map_error=map_error)
+        runner = CallRunner(retry=retry, budget=budget, observer=observer, map_error=map_error,
+                            in_flight=in_flight)
         return cls(make_network_client(settings, credential), settings, runner)
 
     # --- reads -------------------------------------------------------------------------------------
@@ -204,6 +208,17 @@ class AzureProvider:
                 continue
             found.append(parse_subnet(raw, availability_zone or ""))
         return sorted(found, key=lambda s: (-s.available_address_count, s.subnet_id))
+
+    def virtual_network_prefixes(self, vnet_id: str) -> list[str]:
+        """The IPv4 address prefixes of a virtual network (one ARM read): what the node must not SNAT.
+        Azure IMDS names a NIC's subnet only, not its virtual network's address space."""
+        parts = vnet_id.strip("/").split("/")
+        if len(parts) != 8 or f"{parts[5]}/{parts[6]}".lower() != VNET_KIND.lower():
+            raise CloudInvalidRequest(GET_VNET, "InvalidResourceId", f"not a virtual network id: {vnet_id!r}")
+        read = functools.partial(self._client.virtual_networks.get, parts[3], parts[7])
+        vnet = self.runner.run(GET_VNET, read)
+        space = vnet.address_space.address_prefixes if vnet.address_space is not None else None
+        return [str(prefix) for prefix in space or () if ":" not in str(prefix)]
 
     # --- NIC writes ----------------------------------------------------------------------------------
 

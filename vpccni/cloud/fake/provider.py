@@ -56,6 +56,11 @@ def _check_count(name: str, count: int) -> None:
 class FakeProvider:
     """The fake EC2 behind the CloudProvider interface. Thread-safe (the cloud holds one lock)."""
 
+    # EC2's capabilities, as the AWS provider states them.
+    can_attach_interfaces = True
+    supports_prefixes = True
+    address_writes_are_batched = False
+
     def __init__(self, cloud: FakeCloud, *, runner: Runner | None = None) -> None:
         self.cloud = cloud
         self.runner = runner

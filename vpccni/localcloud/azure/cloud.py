@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from vpccni.cloud.azure.vm_sizes import require as require_size
-from vpccni.localcloud.azure.imds import AzureImdsServer, instance_document
+from vpccni.localcloud.azure.imds import AzureImdsServer, Document, TokenIssuer, instance_document
 from vpccni.localcloud.azure.model import (
     ArmLimits,
     ArmState,
@@ -119,6 +121,8 @@ class LocalAzure:
         self.admin = self.rbac.create_principal([(OWNER_ROLE, f"/subscriptions/{self.subscription_id}")])
         self._vms: dict[str, AzureVm] = {}
         self._imds: dict[str, AzureImdsServer] = {}
+        self._imds_sources: dict[str, tuple[Document, TokenIssuer]] = {}
+        self._extra_imds: list[AzureImdsServer] = []
         self._principals: dict[str, Principal] = {}
         self._started = False
 
@@ -135,9 +139,10 @@ class LocalAzure:
 
     def stop(self) -> None:
         self._stopping.set()
-        for imds in self._imds.values():
+        for imds in [*self._extra_imds, *self._imds.values()]:
             imds.stop()
         self._imds.clear()
+        self._extra_imds.clear()
         self.server.stop()
         self._workdir.cleanup()
         self._started = False
@@ -285,6 +290,7 @@ class LocalAzure:
             lambda resource: (*self.rbac.issue_token(identity, resource), identity.client_id),
         )
         self._imds[name] = imds.start()
+        self._imds_sources[name] = (imds.document, imds.issue)
         found = AzureVm(
             name,
             limits.name,
@@ -316,6 +322,21 @@ class LocalAzure:
 
     def imds(self, vm: AzureVm) -> AzureImdsServer:
         return self._imds[vm.name]
+
+    def serve_imds(self, vm: AzureVm, sock: socket.socket) -> AzureImdsServer:
+        """Serve ``vm``'s IMDS (same document, same identity) also on ``sock``, already bound — e.g.
+        169.254.169.254:80 inside the VM's network namespace."""
+        document, issue = self._imds_sources[vm.name]
+        extra = AzureImdsServer(vm.name, document, issue, sock=sock).start()
+        self._extra_imds.append(extra)
+        return extra
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener`` (with the action) after every NIC write ARM applied."""
+        self.service.listeners.append(listener)
+
+    def vms(self) -> list[AzureVm]:
+        return list(self._vms.values())
 
     def _document(self, vm_id: str) -> dict[str, Any]:
         with self.service.lock:

@@ -138,6 +138,7 @@ class AzureImdsServer:
             self._server.socket.close()
             self._server.socket = sock
             self._server.server_activate()
+        self.document, self.issue = document, issue
         host, port = self._server.server_address[:2]
         self.endpoint = f"http://{host!s}:{port}"
         self._thread = threading.Thread(

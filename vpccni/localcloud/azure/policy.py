@@ -2,12 +2,12 @@
 latency profiles and the control plane, built from the EC2 local cloud's pieces.
 
 Actions (the names faults, latency, throttling and counters use): ``GetNetworkInterface``,
-``ListNetworkInterfaces``, ``PutNetworkInterface``, ``GetSubnet``, ``GetVirtualMachine``,
-``GetOperationStatus`` (one LRO poll), and two that are not requests: ``NetworkInterfaceOperation`` (how
-long a NIC write's long-running operation runs; a fault on it makes the operation end ``Failed`` with
-the fault's code, the write itself staying applied and the NIC ``Failed``) and ``PutNetworkInterface/answer``
-(faults consulted *after* a NIC write was applied: a timeout there is ARM acting and the answer being
-lost).
+``ListNetworkInterfaces``, ``PutNetworkInterface``, ``GetSubnet``, ``GetVirtualNetwork``,
+``GetVirtualMachine``, ``GetOperationStatus`` (one LRO poll), and two that are not requests:
+``NetworkInterfaceOperation`` (how long a NIC write's long-running operation runs; a fault on it makes the
+operation end ``Failed`` with the fault's code, the write itself staying applied and the NIC ``Failed``) and
+``PutNetworkInterface/answer`` (faults consulted *after* a NIC write was applied: a timeout there is ARM
+acting and the answer being lost).
 
 Throttling: since 2024 ARM throttles each subscription and principal with token buckets per region:
 reads 250 tokens refilling 25/s, writes 200 refilling 10/s ("Understand how Azure Resource Manager
@@ -30,6 +30,7 @@ LIST_NICS = "ListNetworkInterfaces"
 PUT_NIC = "PutNetworkInterface"
 GET_SUBNET = "GetSubnet"
 GET_VM = "GetVirtualMachine"
+GET_VNET = "GetVirtualNetwork"
 GET_OPERATION = "GetOperationStatus"
 NIC_OPERATION = "NetworkInterfaceOperation"
 PUT_NIC_ANSWER = "PutNetworkInterface/answer"

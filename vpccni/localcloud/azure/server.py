@@ -16,6 +16,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from vpccni.localcloud.azure.service import Answer, ArmService
@@ -86,9 +87,17 @@ class _TlsServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], context: ssl.SSLContext, service: ArmService, control: ControlPlane
+        self,
+        address: tuple[str, int],
+        context: ssl.SSLContext,
+        service: ArmService,
+        control: ControlPlane,
+        sock: socket.socket | None = None,
     ) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=sock is None)
+        if sock is not None:  # already bound (in a node's namespace) and listening
+            self.socket.close()
+            self.socket = sock
         self.context = context
         self.service = service
         self.control = control
@@ -119,6 +128,8 @@ class ArmServer:
         self.endpoint = f"https://{bound_host!s}:{bound_port}"
         service.endpoint = self.endpoint
         self._thread: threading.Thread | None = None
+        self._extra: list[tuple[_TlsServer, threading.Thread]] = []
+        self._control = control
 
     def start(self) -> ArmServer:
         if self._thread is None:
@@ -131,7 +142,30 @@ class ArmServer:
             self._thread.start()
         return self
 
+    def serve_on(self, sock: socket.socket) -> Callable[[], None]:
+        """Serve this same endpoint also on ``sock``, bound and listening — e.g. 127.0.0.1:<port> made inside
+        a node's network namespace, where the main port cannot be reached (the certificate names
+        127.0.0.1, so it is valid there too). Returns the function that stops this listener; :meth:`stop`
+        stops it too. ``sock`` is taken over."""
+        extra = _TlsServer(sock.getsockname()[:2], self.tls.server_context(), self.service, self._control,
+                           sock=sock)
+        thread = threading.Thread(target=extra.serve_forever, name="localazure-arm-extra",
+                                  kwargs={"poll_interval": 0.1}, daemon=True)
+        thread.start()
+        entry = (extra, thread)
+        self._extra.append(entry)
+
+        def stop_listener() -> None:
+            if entry in self._extra:
+                self._extra.remove(entry)
+                _stop_server(extra, thread)
+
+        return stop_listener
+
     def stop(self) -> None:
+        for extra, thread in list(self._extra):
+            _stop_server(extra, thread)
+        self._extra.clear()
         self._server.stopped.set()
         if self._thread is not None:
             self._server.shutdown()
@@ -150,3 +184,10 @@ class ArmServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _stop_server(server: _TlsServer, thread: threading.Thread) -> None:
+    server.stopped.set()
+    server.shutdown()
+    thread.join(timeout=5)
+    server.server_close()

@@ -8,6 +8,7 @@ as in ARM; every request needs ``api-version``, else 400 ``MissingApiVersionPara
   ``/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{nic}``
 - ``ListNetworkInterfaces``: GET ``.../resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces``
 - ``GetSubnet``: GET ``.../providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}``
+- ``GetVirtualNetwork``: GET ``.../providers/Microsoft.Network/virtualNetworks/{vnet}``
 - ``GetVirtualMachine``: GET ``.../resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}``
 - ``GetOperationStatus``: GET
   ``/subscriptions/{sub}/providers/Microsoft.Network/locations/{loc}/operations/{id}``
@@ -35,7 +36,14 @@ from urllib.parse import parse_qs
 from vpccni.localcloud.azure import policy
 from vpccni.localcloud.azure.model import ArmError, ArmState, NicState
 from vpccni.localcloud.azure.rbac import Check, Principal, Rbac
-from vpccni.localcloud.azure.shapes import error_body, nic_json, parse_nic_put, subnet_json, vm_json
+from vpccni.localcloud.azure.shapes import (
+    error_body,
+    nic_json,
+    parse_nic_put,
+    subnet_json,
+    vm_json,
+    vnet_json,
+)
 from vpccni.localcloud.ec2.counters import THROTTLE_CODE as COUNTED_THROTTLE
 from vpccni.localcloud.ec2.counters import CallCounters
 from vpccni.localcloud.ec2.faults import Fault, FaultInjector
@@ -51,6 +59,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         re.compile(_RG + r"/microsoft\.network/virtualnetworks/(?P<vnet>[^/]+)/subnets/(?P<name>[^/]+)$"),
         policy.GET_SUBNET,
     ),
+    ("GET", re.compile(_RG + r"/microsoft\.network/virtualnetworks/(?P<name>[^/]+)$"), policy.GET_VNET),
     ("GET", re.compile(_RG + r"/microsoft\.compute/virtualmachines/(?P<name>[^/]+)$"), policy.GET_VM),
     (
         "GET",
@@ -64,6 +73,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 _NIC_READ = "Microsoft.Network/networkInterfaces/read"
 _NIC_WRITE = "Microsoft.Network/networkInterfaces/write"
 _SUBNET_READ = "Microsoft.Network/virtualNetworks/subnets/read"
+_VNET_READ = "Microsoft.Network/virtualNetworks/read"
 _SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
 _ASG_JOIN = "Microsoft.Network/applicationSecurityGroups/joinIpConfiguration/action"
 _VM_READ = "Microsoft.Compute/virtualMachines/read"
@@ -94,6 +104,7 @@ class _Request:
     params: dict[str, str]
     body: bytes
     if_match: str | None
+    host: str | None = None  # the Host header: where the client reached ARM (the main port or a node's)
 
 
 class ArmService:
@@ -123,6 +134,9 @@ class ArmService:
         self._sleep = sleep  # returns True when the server is stopping
         self._clock = clock
         self._operations: dict[str, _Operation] = {}
+        # Called (with the action) after every NIC write is applied, outside the lock: the emulated
+        # network follows ARM through these, as the EC2 layer's listeners do.
+        self.listeners: list[Callable[[str], None]] = []
 
     # --- the pipeline ------------------------------------------------------------------------------
 
@@ -130,7 +144,7 @@ class ArmService:
         self, method: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> Answer:
         """The answer to one request; ``headers`` with lower-cased names."""
-        request = self._route(method, raw_path, query, body, headers.get("if-match"))
+        request = self._route(method, raw_path, query, body, headers.get("if-match"), headers.get("host"))
         if isinstance(request, Answer):
             return request
         self.counters.call(request.action)
@@ -151,7 +165,7 @@ class ArmService:
         return answer
 
     def _route(
-        self, method: str, raw_path: str, query: str, body: bytes, if_match: str | None
+        self, method: str, raw_path: str, query: str, body: bytes, if_match: str | None, host: str | None
     ) -> _Request | Answer:
         path = raw_path.rstrip("/")
         for route_method, pattern, action in _ROUTES:
@@ -159,7 +173,7 @@ class ArmService:
             if match and route_method == method:
                 params = {k: path[match.start(k) : match.end(k)] for k in match.groupdict()}
                 params.update({k: v[0] for k, v in parse_qs(query).items()})
-                return _Request(method, action, path, params, body, if_match)
+                return _Request(method, action, path, params, body, if_match, host)
         if any(p.match(path.lower()) for _, p, _ in _ROUTES):
             return Answer(
                 405, error_body("MethodNotAllowed", f"The method {method} is not allowed on {path}.")
@@ -198,6 +212,7 @@ class ArmService:
             policy.PUT_NIC: self._put_nic,
             policy.LIST_NICS: self._list_nics,
             policy.GET_SUBNET: self._get_subnet,
+            policy.GET_VNET: self._get_vnet,
             policy.GET_VM: self._get_vm,
             policy.GET_OPERATION: self._get_operation,
         }[request.action]
@@ -252,6 +267,16 @@ class ArmService:
                 raise ArmError(404, "NotFound", f"Resource {subnet_id} not found.") from missing
             return Answer(200, subnet_json(subnet))
 
+    def _get_vnet(self, request: _Request, principal: Principal) -> Answer:
+        vnet_id = (f"{self._rg_id(request)}/providers/Microsoft.Network/virtualNetworks/"
+                   f"{request.params['name']}")
+        with self.lock:
+            self.rbac.authorize(principal, [Check(_VNET_READ, vnet_id)])
+            vnet = self.state.vnets.get(f"{request.params['rg']}/{request.params['name']}".lower())
+            if vnet is None:
+                raise ArmError(404, "ResourceNotFound", f"Resource {vnet_id} not found.")
+            return Answer(200, vnet_json(vnet))
+
     def _get_vm(self, request: _Request, principal: Principal) -> Answer:
         vm_id = f"{self._rg_id(request)}/providers/Microsoft.Compute/virtualMachines/{request.params['name']}"
         with self.lock:
@@ -297,9 +322,14 @@ class ArmService:
             failure = self.faults.pick(policy.NIC_OPERATION)
             self._operations[operation_id] = _Operation(nic.id, nic.busy_until, failure)
             answer = Answer(200, nic_json(nic))
+        for listener in list(self.listeners):
+            listener(policy.PUT_NIC)
         location = nic.location
+        # The operation is polled where the write was sent: a node's own listener (in its namespace) has
+        # another address than the main one, as a client behind ARM's regional endpoints would see it.
+        base = f"https://{request.host}" if request.host else self.endpoint
         answer.headers["Azure-AsyncOperation"] = (
-            f"{self.endpoint}/subscriptions/{self.state.subscription_id}/providers/Microsoft.Network/locations/"
+            f"{base}/subscriptions/{self.state.subscription_id}/providers/Microsoft.Network/locations/"
             f"{location}/operations/{operation_id}?api-version={request.params['api-version']}"
         )
         answer.headers["Retry-After"] = str(int(operation_s + 0.999)) if operation_s > 0 else "0"

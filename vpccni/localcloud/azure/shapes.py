@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpccni.localcloud.azure.model import ArmError, IpConfig, NicState, SubnetState, VmState, WantedConfig
+from vpccni.localcloud.azure.model import (
+    ArmError,
+    IpConfig,
+    NicState,
+    SubnetState,
+    VmState,
+    VnetState,
+    WantedConfig,
+)
 
 
 def _ip_config_json(nic: NicState, config: IpConfig) -> dict[str, Any]:
@@ -71,6 +79,21 @@ def subnet_json(subnet: SubnetState) -> dict[str, Any]:
             "ipConfigurations": [{"id": holder} for holder in subnet.used.values()],
             "privateEndpointNetworkPolicies": "Disabled",
             "privateLinkServiceNetworkPolicies": "Enabled",
+        },
+    }
+
+
+def vnet_json(vnet: VnetState) -> dict[str, Any]:
+    return {
+        "name": vnet.name,
+        "id": vnet.id,
+        "etag": 'W/"00000000-0000-0000-0000-000000000000"',
+        "type": "Microsoft.Network/virtualNetworks",
+        "location": vnet.location,
+        "properties": {
+            "provisioningState": "Succeeded",
+            "addressSpace": {"addressPrefixes": [str(vnet.prefix)]},
+            "subnets": [subnet_json(s) for s in vnet.subnets.values()],
         },
     }
 

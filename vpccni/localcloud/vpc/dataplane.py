@@ -30,14 +30,14 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from vpccni.errors import CloudNotFound
+from vpccni.localcloud.vpc.fabric import Ec2Fabric, Fabric, NodeServices
 from vpccni.localcloud.vpc.netlink import (
-    IMDS_ADDRESS,
     DataplaneError,
     RouterRoutes,
     configure_node,
@@ -48,13 +48,11 @@ from vpccni.localcloud.vpc.netlink import (
     remove_link,
 )
 from vpccni.localcloud.vpc.netns import Netns, sweep
-from vpccni.localcloud.vpc.sockets import endpoint_of, listening_socket
 from vpccni.localcloud.vpc.state import EMPTY, DesiredState, Plan, desired_state, plan_changes
 from vpccni.localcloud.vpc.sync import SyncLoop
 
 if TYPE_CHECKING:
     from vpccni.localcloud.cloud import LocalCloud
-    from vpccni.localcloud.imds.server import ImdsServer
 
 __all__ = ["DataplaneError", "DataplaneNode", "VpcDataplane", "sweep_dataplane"]
 
@@ -62,7 +60,6 @@ __all__ = ["DataplaneError", "DataplaneNode", "VpcDataplane", "sweep_dataplane"]
 DEFAULT_PREFIX = "vd"
 DEFAULT_REMOTE_CIDR = "10.0.255.0/24"  # inside LocalCloud's default 10.0.0.0/16, outside its subnets
 DEFAULT_INTERNET_CIDR = "203.0.113.0/24"  # TEST-NET-3: outside any VPC
-DUMMY_CREDENTIAL = "testing"
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9]{1,7}")  # what sweep_dataplane accepts; link names fit IFNAMSIZ
 
 
@@ -72,10 +69,16 @@ class DataplaneNode:
 
     instance_id: str
     netns: Netns
-    ec2_endpoint: str  # http://127.0.0.1:<port>, inside the namespace
-    imds_endpoint: str  # http://169.254.169.254, inside the namespace
-    imds: ImdsServer
-    stop_ec2_listener: Callable[[], None]
+    services: NodeServices  # the cloud's API on the namespace's loopback, IMDS at 169.254.169.254
+
+    @property
+    def ec2_endpoint(self) -> str:
+        """The cloud's API inside the namespace (EC2's, or Azure Resource Manager's)."""
+        return self.services.api_endpoint
+
+    @property
+    def imds_endpoint(self) -> str:
+        return self.services.imds_endpoint
 
 
 def sweep_dataplane(prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -93,7 +96,7 @@ class VpcDataplane:
 
     def __init__(
         self,
-        cloud: LocalCloud,
+        cloud: LocalCloud | Fabric,
         *,
         prefix: str = DEFAULT_PREFIX,
         remote_cidr: str = DEFAULT_REMOTE_CIDR,
@@ -105,7 +108,8 @@ class VpcDataplane:
             raise DataplaneError(
                 f"prefix {prefix!r}: expected 2-8 lower-case letters/digits, starting with a letter"
             )
-        self.cloud = cloud
+        # A LocalCloud is EC2's fabric; the local Azure passes its own (vpccni.localcloud.azure.fabric).
+        self.fabric: Fabric = cloud if isinstance(cloud, Fabric) else Ec2Fabric(cloud)
         self.prefix = prefix
         self.sync_timeout = sync_timeout
         self._remote_cidr = remote_cidr
@@ -140,7 +144,7 @@ class VpcDataplane:
             self.remote_ip = connect_host(vpc, self._remote, f"{prefix}remote", self._remote_cidr)[1]
             self.internet_ip = connect_host(vpc, self._internet, f"{prefix}inet", self._internet_cidr)[1]
             self._loop.start()
-            self.cloud.server.add_listener(self._on_ec2_change)
+            self.fabric.add_listener(self._on_ec2_change)
         except BaseException:
             self.close()
             raise
@@ -201,6 +205,13 @@ class VpcDataplane:
         return self.node(instance_id).netns
 
     @property
+    def cloud(self) -> LocalCloud:
+        """The LocalCloud of an EC2 dataplane."""
+        if not isinstance(self.fabric, Ec2Fabric):
+            raise DataplaneError("this dataplane is not EC2's: use its fabric")
+        return self.fabric.cloud
+
+    @property
     def applied(self) -> DesiredState:
         """What the router was last set to (links by ENI id, routes by destination)."""
         return self._applied
@@ -213,23 +224,13 @@ class VpcDataplane:
         with self._lock:
             if instance_id in self._nodes:
                 return self._nodes[instance_id]
-        self.cloud.server.instance_view(instance_id)  # CloudNotFound for an unknown instance
-        netns = self._new_netns(instance_id)
+        self.fabric.instance_view(instance_id)  # CloudNotFound for an unknown instance
+        netns = self._new_netns(self.fabric.netns_role(instance_id))
         errors: list[str] = []
-        stop_ec2: Callable[[], None] | None = None
-        imds: ImdsServer | None = None
         try:
             configure_node(netns, rp_filter=self._node_rp_filter)
-            imds = self.cloud.serve_imds(instance_id, listening_socket(netns.path, IMDS_ADDRESS, 80))
-            ec2_sock = listening_socket(netns.path, "127.0.0.1", 0)
-            ec2_endpoint = endpoint_of(ec2_sock)
-            stop_ec2 = self.cloud.server.serve_on(ec2_sock)
-            node = DataplaneNode(instance_id, netns, ec2_endpoint, f"http://{IMDS_ADDRESS}", imds, stop_ec2)
+            node = DataplaneNode(instance_id, netns, self.fabric.serve_node(instance_id, netns.path))
         except BaseException:
-            if imds is not None:
-                imds.stop()
-            if stop_ec2 is not None:
-                stop_ec2()
             self._remove_netns(netns, errors)
             raise
         with self._lock:
@@ -259,17 +260,9 @@ class VpcDataplane:
         return node.ec2_endpoint, node.imds_endpoint
 
     def node_env(self, instance_id: str) -> dict[str, str]:
-        """Environment for an AWS client or ipamd inside the node: endpoints, region, dummy credentials."""
-        ec2, imds = self.node_endpoints(instance_id)
-        return {
-            "AWS_EC2_ENDPOINT": ec2,  # aws-node's variable
-            "AWS_ENDPOINT_URL_EC2": ec2,  # botocore's
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds,
-            "AWS_REGION": self.cloud.region,
-            "AWS_DEFAULT_REGION": self.cloud.region,
-            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIAL,
-            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIAL,
-        }
+        """Environment for a cloud client or ipamd inside the node: endpoints, region, dummy credentials
+        (EC2), or ARM's endpoint and CA (Azure)."""
+        return self.fabric.node_env(instance_id, self.node(instance_id).services)
 
     def spawn_in_node(
         self, instance_id: str, argv: Sequence[str], env: Mapping[str, str] | None = None, **popen: Any
@@ -302,10 +295,10 @@ class VpcDataplane:
         views = []
         for instance_id in nodes:
             try:
-                views.append(self.cloud.server.instance_view(instance_id))
+                views.append(self.fabric.instance_view(instance_id))
             except CloudNotFound:
                 continue
-        plan = plan_changes(self._applied, desired_state(views, self.prefix))
+        plan = plan_changes(self._applied, desired_state(views, self.prefix, mtu=self.fabric.link_mtu))
         if not plan.empty:
             self._apply(plan, nodes)
 
@@ -357,7 +350,7 @@ class VpcDataplane:
 
     @staticmethod
     def _stop_services(node: DataplaneNode, errors: list[str]) -> None:
-        for stop in (node.stop_ec2_listener, node.imds.stop, node.netns.stop_processes):
+        for stop in (node.services.stop, node.netns.stop_processes):
             try:
                 stop()
             except Exception as exc:

@@ -37,6 +37,7 @@ ENI_MTU = 9001  # EC2's jumbo-frame MTU inside a VPC
 IMDS_ADDRESS = "169.254.169.254"
 _ENOENT, _ESRCH, _ENODEV, _EEXIST, _EADDRNOTAVAIL = 2, 3, 19, 17, 99
 _SCOPE_LINK = 253
+IFALIAS_MAX = 255  # IFALIASZ (256) less the terminating NUL
 
 
 class DataplaneError(PermanentError):
@@ -157,14 +158,15 @@ def create_eni_link(vpc: Netns, node: Netns, link: EniLink) -> None:
 
     A secondary ENI's node end stays down with no address: configuring it is ipamd's job.
     """
-    add_veth(node, link.node_ifname, vpc, link.vpc_ifname, a_mac=link.mac, mtu=ENI_MTU)
+    add_veth(node, link.node_ifname, vpc, link.vpc_ifname, a_mac=link.mac, mtu=link.mtu)
     with vpc.iproute() as ipr:
         index = _index(ipr, link.vpc_ifname)
         ipr.link(
             "set",
             index=index,
             state="up",
-            ifalias=f"{link.instance_id} {link.node_ifname} {link.eni_id}",
+            # Resource ids (Azure's) are paths longer than an alias may be (IFALIASZ): their last part.
+            ifalias=f"{_short(link.instance_id)} {link.node_ifname} {_short(link.eni_id)}"[:IFALIAS_MAX],
         )
         with _ignoring(_EEXIST):
             ipr.addr("add", index=index, address=link.gateway, prefixlen=32)
@@ -177,6 +179,10 @@ def create_eni_link(vpc: Netns, node: Netns, link: EniLink) -> None:
         # DHCP on a booting instance: the primary address with the subnet's prefix, a default route.
         set_up(node, link.node_ifname, address=link.primary_ip, prefixlen=link.prefixlen)
         add_default_route(node, link.gateway)
+
+
+def _short(resource_id: str) -> str:
+    return resource_id.rsplit("/", 1)[-1]
 
 
 def remove_link(vpc: Netns, vpc_ifname: str) -> None:

@@ -19,7 +19,9 @@ attachment), then create links, then replace routes, then delete the routes nobo
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +31,7 @@ from vpccni.localcloud.model import InstanceView
 # but the fabric stops delivering to it (EC2 detaches or deletes a terminated instance's ENIs anyway).
 LIVE_INSTANCE_STATES = frozenset({"pending", "running"})
 LINK_NAME_MAX = 15  # IFNAMSIZ - 1
+_HEX_TAIL = re.compile(r"[0-9a-f]{8,}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class EniLink:
     primary_ip: str
     subnet_cidr: str
     vpc_ifname: str  # the router's end, in the vpc namespace
+    mtu: int = 9001  # the fabric's: EC2's jumbo frames; an Azure virtual network's 1500
 
     @property
     def node_ifname(self) -> str:
@@ -111,9 +115,12 @@ def vpc_link_name(prefix: str, eni_id: str) -> str:
 
     Named after the ENI, not the node or device index, so that a name is never reused by a different
     attachment while the old link might still exist. ENI ids are 17 random hex digits; even an 8-char
-    prefix keeps 7 of them (28 bits).
+    prefix keeps 7 of them (28 bits). An id that does not end in hex digits (an Azure NIC's resource id,
+    ``.../networkInterfaces/<vm>-nic-0``) is named by a digest of the whole id instead.
     """
     suffix = eni_id.rsplit("-", 1)[-1]
+    if not _HEX_TAIL.fullmatch(suffix):
+        suffix = hashlib.sha256(eni_id.lower().encode()).hexdigest()
     room = LINK_NAME_MAX - len(prefix)
     if room < 6:
         raise ValueError(f"prefix {prefix!r} leaves too little room for an ENI id in a link name")
@@ -124,8 +131,8 @@ def _host(address: str) -> str:
     return f"{address}/32"
 
 
-def desired_state(instances: Iterable[InstanceView], prefix: str) -> DesiredState:
-    """Links and router routes for the given nodes' instances (InstanceViews).
+def desired_state(instances: Iterable[InstanceView], prefix: str, *, mtu: int = 9001) -> DesiredState:
+    """Links and router routes for the given nodes' instances (InstanceViews); ``mtu``: the links'.
 
     Only live instances' attached ENIs count. If EC2 ever showed one address on two ENIs (it does not),
     the later ENI in id order would win, deterministically.
@@ -146,6 +153,7 @@ def desired_state(instances: Iterable[InstanceView], prefix: str) -> DesiredStat
                 primary_ip=eni.primary_ip,
                 subnet_cidr=eni.subnet_cidr,
                 vpc_ifname=vpc_link_name(prefix, eni.eni_id),
+                mtu=mtu,
             )
             links[eni.eni_id] = link
             routes[_host(eni.primary_ip)] = VpcRoute(_host(eni.primary_ip), link.vpc_ifname, None)
