@@ -315,7 +315,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def _print_text(r: dict[str, Any]) -> None:
     runs = r["runs"]
     actions = sorted({a for run in runs for a in run["ec2_calls"]})
-    width = max(22, *(len(run["name"]) for run in runs))
+    width = 2 + max(22, *(len(run["name"]) for run in runs))
 
     def row(label: str, values: list[str]) -> str:
         return f"  {label:<34}" + "".join(f"{v:>{width}}" for v in values)

@@ -17,20 +17,15 @@ def _cell(value: Any) -> str:
 
 def text(r: dict[str, Any]) -> str:
     runs = r["runs"]
-    width = max(16, *(len(run["policy"]) + 2 for run in runs))
     warm, pods_only = r["bound"]["with_warm_target"], r["bound"]["pods_only"]
 
-    def row(label: str, values: list[str]) -> str:
-        return f"  {label:<42}" + "".join(f"{v:>{width}}" for v in values)
+    def row(label: str, values: list[str]) -> tuple[str, list[str]]:
+        return label, values
 
     def each(fn: Any) -> list[str]:
         return [fn(run) for run in runs]
 
-    lines = [
-        f"vpccni bench fleet: {r['nodes']} nodes boot at once, {r['pods']} pods ({r['pods_per_node']} per "
-        f"node, capped per type), seed {r['seed']}; mix {', '.join(f'{t} x{w}' for t, w in r['mix'])}",
-        f"  bound: {warm['seconds']:g} s for the calls the fleet needs (pods + one warm ENI per node; "
-        f"{warm['binding_bucket']} bucket), {pods_only['seconds']:g} s for the pods alone",
+    cells = [
         row("", each(lambda run: run["policy"])),
         row("time until every pod has an address (s)", each(lambda run: _cell(run["all_addressed_s"]))),
         row("ratio to the bound", each(lambda run: _cell(run["ratio_to_bound"]))),
@@ -49,6 +44,14 @@ def text(r: dict[str, Any]) -> str:
         row("  pods left without address by it", each(
             lambda run: str(run["subnet_full"]["pods_left_without_address"]))),
         row("wall seconds", each(lambda run: f"{run['wall_s']:g}")),
+    ]
+    width = 2 + max(len(v) for _, values in cells for v in values)  # every cell known: one column width
+    lines = [
+        f"vpccni bench fleet: {r['nodes']} nodes boot at once, {r['pods']} pods ({r['pods_per_node']} per "
+        f"node, capped per type), seed {r['seed']}; mix {', '.join(f'{t} x{w}' for t, w in r['mix'])}",
+        f"  bound: {warm['seconds']:g} s for the calls the fleet needs (pods + one warm ENI per node; "
+        f"{warm['binding_bucket']} bucket), {pods_only['seconds']:g} s for the pods alone",
+        *(f"  {label:<42}" + "".join(f"{v:>{width}}" for v in values) for label, values in cells),
     ]
     for run in runs:
         verdict = "met" if run["goal"]["met"] else "NOT met (" + "; ".join(run["goal"]["misses"]) + ")"
@@ -79,6 +82,9 @@ def picture(r: dict[str, Any], path: str) -> str:
     ax.axvline(r["bound"]["pods_only"]["seconds"] / 60, color="grey", linestyle=":",
                label="bound, pods alone")
     ax.axhline(r["pods"], color="grey", linewidth=0.5)
+    # A policy that never finishes runs flat to the deadline: show up to 3x the bound, or the last finish.
+    finished = [run["all_addressed_s"] / 60 for run in r["runs"] if run["all_addressed_s"] is not None]
+    ax.set_xlim(0, max([3 * bound, *(1.1 * t for t in finished)]))
     ax.set_xlabel("minutes since the fleet started")
     ax.set_ylabel("pods with an address")
     ax.set_title(f"{r['nodes']} nodes boot against one account's EC2 budget")

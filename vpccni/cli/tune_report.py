@@ -89,7 +89,6 @@ def _cells(f: dict[str, Any]) -> dict[str, str]:
 
 def text(r: dict[str, Any]) -> str:
     rows = r["settings"]
-    width = max(22, *(len(row["name"]) + 2 for row in rows))
     lines = []
     for n, header in enumerate(r["nodes"]):
         f0 = rows[0]["nodes"][n]["forecast"]
@@ -97,10 +96,14 @@ def text(r: dict[str, Any]) -> str:
                      f"({header.get('instance_type', '?')}, {header.get('zone', '?')}): {f0['pods']} pods "
                      f"over {f0['hours']:g} h; replayed with ipamd's pool code over the local cloud's EC2 "
                      f"({r['profile']} latency), virtual time")
-        lines.append(f"  {'':<44}" + "".join(f"{row['name']:>{width}}" for row in rows))
         cells = [_cells(row["nodes"][n]["forecast"]) for row in rows]
+        widths = [2 + max(len(row["name"]), *(len(c[key]) for key, _ in COLUMNS))
+                  for row, c in zip(rows, cells, strict=True)]  # one width per setting's column
+        names = [row["name"] for row in rows]
+        lines.append(f"  {'':<44}" + "".join(f"{name:>{w}}" for name, w in zip(names, widths, strict=True)))
         for key, label in COLUMNS:
-            lines.append(f"  {label:<44}" + "".join(f"{c[key]:>{width}}" for c in cells))
+            values = [c[key] for c in cells]
+            lines.append(f"  {label:<44}" + "".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True)))
     if len(r["nodes"]) > 1:
         for row in rows:
             lines.append(f"  fleet, {row['name']}:")

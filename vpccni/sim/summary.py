@@ -9,13 +9,15 @@ address included (their wait runs to the end of the run).
 
 :func:`needed_bounds` is the bound for the calls the fleet needs (:mod:`vpccni.sim.bound`), computed from
 the scenario alone, so every policy is judged against the same number: the calls to give every node its
-pods' addresses and its warm ENI (WARM_ENI_TARGET=1, what both policies keep), and to give the pods alone.
+pods' addresses and its warm ENI (WARM_ENI_TARGET=1, what both policies keep), and to give the pods alone;
+never less than the last pod's arrival (a few nodes need so few calls that the buckets bind nothing).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from vpccni.config.limits import require
@@ -37,7 +39,14 @@ def needed_bounds(plans: Iterable[NodePlan], warm_enis: int = 1) -> tuple[Bound,
             out.append(enis_needed(plan.demand, limits.ipv4_per_eni - 1, limits.max_enis, warm_enis=warm))
         return out
 
-    return bound(fleet_calls(enis(warm_enis))), bound(fleet_calls(enis(0)))
+    # No pod gets an address before it arrives: a small fleet's bound is its last arrival, not its buckets.
+    last_arrival = max((t for plan in plans for t in plan.arrivals), default=0.0)
+
+    def at_least_arrivals(b: Bound) -> Bound:
+        return b if b.seconds >= last_arrival else replace(b, seconds=last_arrival, binding="pod arrivals")
+
+    return (at_least_arrivals(bound(fleet_calls(enis(warm_enis)))),
+            at_least_arrivals(bound(fleet_calls(enis(0)))))
 
 
 def _bound_json(b: Bound) -> dict[str, Any]:

@@ -51,6 +51,15 @@ def test_the_bound_with_the_warm_target_is_never_below_the_pods_only_one() -> No
     assert warm.seconds >= pods.seconds > 0
 
 
+def test_a_small_fleet_is_bound_by_its_last_arrival_not_its_buckets() -> None:
+    plans = fleet_plan(FleetSpec(nodes=5, arrival_window_s=60))
+    last = max(t for plan in plans for t in plan.arrivals)
+    warm, pods = needed_bounds(plans)
+    assert warm.seconds == pods.seconds == last and warm.binding == "pod arrivals"
+    big_warm, _ = needed_bounds(fleet_plan(FleetSpec(nodes=2000)))
+    assert big_warm.seconds > 60 and big_warm.binding == "mutating"
+
+
 @pytest.mark.parametrize(("samples", "q", "value"), [([], 50, 0.0), ([3.0], 99, 3.0),
                                                      ([1, 2, 3, 4], 50, 2), ([1, 2, 3, 4], 99, 4)])
 def test_percentile_is_nearest_rank(samples: list[float], q: float, value: float) -> None:
