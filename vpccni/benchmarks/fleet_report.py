@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from vpccni.benchmarks.plotting import png_axes
+
 
 def _cell(value: Any) -> str:
     if value is None:
@@ -67,29 +69,21 @@ def text(r: dict[str, Any]) -> str:
 
 def picture(r: dict[str, Any], path: str) -> str:
     """Pods with an address over time, one line per policy, the bound as a vertical line; the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for run in r["runs"]:
-        times = [t / 60 for t, *_ in run["timeline"]]
-        addressed = [p for _, p, *_ in run["timeline"]]
-        ax.plot(times, addressed, label=run["policy"])
-    bound = r["bound"]["with_warm_target"]["seconds"] / 60
-    ax.axvline(bound, color="black", linestyle="--", label=f"bound ({bound:.1f} min)")
-    ax.axvline(r["bound"]["pods_only"]["seconds"] / 60, color="grey", linestyle=":",
-               label="bound, pods alone")
-    ax.axhline(r["pods"], color="grey", linewidth=0.5)
-    # A policy that never finishes runs flat to the deadline: show up to 3x the bound, or the last finish.
-    finished = [run["all_addressed_s"] / 60 for run in r["runs"] if run["all_addressed_s"] is not None]
-    ax.set_xlim(0, max([3 * bound, *(1.1 * t for t in finished)]))
-    ax.set_xlabel("minutes since the fleet started")
-    ax.set_ylabel("pods with an address")
-    ax.set_title(f"{r['nodes']} nodes boot against one account's EC2 budget")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with png_axes(path) as ax:
+        for run in r["runs"]:
+            times = [t / 60 for t, *_ in run["timeline"]]
+            addressed = [p for _, p, *_ in run["timeline"]]
+            ax.plot(times, addressed, label=run["policy"])
+        bound = r["bound"]["with_warm_target"]["seconds"] / 60
+        ax.axvline(bound, color="black", linestyle="--", label=f"bound ({bound:.1f} min)")
+        ax.axvline(r["bound"]["pods_only"]["seconds"] / 60, color="grey", linestyle=":",
+                   label="bound, pods alone")
+        ax.axhline(r["pods"], color="grey", linewidth=0.5)
+        # A policy that never finishes runs flat to the deadline: show up to 3x the bound, or the last finish.
+        finished = [run["all_addressed_s"] / 60 for run in r["runs"] if run["all_addressed_s"] is not None]
+        ax.set_xlim(0, max([3 * bound, *(1.1 * t for t in finished)]))
+        ax.set_xlabel("minutes since the fleet started")
+        ax.set_ylabel("pods with an address")
+        ax.set_title(f"{r['nodes']} nodes boot against one account's EC2 budget")
+        ax.legend(loc="lower right")
     return os.path.abspath(path)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import Any
 
+from vpccni.benchmarks.plotting import png_axes
 from vpccni.sim.fleetview import summed
 from vpccni.sim.forecast import Forecast
 from vpccni.sim.journal import Journal
@@ -139,25 +141,16 @@ def text(r: dict[str, Any]) -> str:
 
 
 def picture(r: dict[str, Any], path: str) -> str:
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for row in r["settings"]:
-        f = row["nodes"][0]["forecast"]
-        times = [t / 3600 for t, _, _ in f["timeline"]]
-        line = ax.plot(times, [held for _, held, _ in f["timeline"]], label=f"{row['name']}: held")[0]
-        ax.plot(times, [used for _, _, used in f["timeline"]], linestyle=":", color=line.get_color(),
-                label=f"{row['name']}: in use")
-    ax.set_xlabel("hours of the node's journal")
-    ax.set_ylabel("addresses")
-    ax.set_title("addresses held vs in use, current and proposed settings (first node)")
-    ax.legend(loc="upper right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    """Addresses held vs in use over time (the first node), one colour per setting; the path."""
+    with png_axes(path) as ax:
+        for row in r["settings"]:
+            f = row["nodes"][0]["forecast"]
+            times = [t / 3600 for t, _, _ in f["timeline"]]
+            line = ax.plot(times, [held for _, held, _ in f["timeline"]], label=f"{row['name']}: held")[0]
+            ax.plot(times, [used for _, _, used in f["timeline"]], linestyle=":", color=line.get_color(),
+                    label=f"{row['name']}: in use")
+        ax.set_xlabel("hours of the node's journal")
+        ax.set_ylabel("addresses")
+        ax.set_title("addresses held vs in use, current and proposed settings (first node)")
+        ax.legend(loc="upper right", fontsize="small")
     return os.path.abspath(path)

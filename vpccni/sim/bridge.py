@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from vpccni.localcloud.ec2.middleware import wsgi_body
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -102,13 +104,7 @@ class WsgiBridge:
             captured["status"] = int(status.split(" ", 1)[0])
             captured["headers"] = headers
 
-        chunks = self._app(environ, start_response)
-        try:
-            payload = b"".join(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        payload = wsgi_body(self._app, environ, start_response)
         if sock.dropped:
             raise ConnectionClosedError(endpoint_url=request.url)
         return AWSResponse(request.url, captured["status"], dict(captured["headers"]), _Raw(payload))

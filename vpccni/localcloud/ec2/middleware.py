@@ -216,13 +216,7 @@ class Ec2Middleware:
         # lists its package directory on every request to find it).
         if self._ec2_app is None:
             self._ec2_app = self._moto.get_application(forwarded)
-        chunks = self._ec2_app(forwarded, capture)
-        try:
-            payload = b"".join(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        payload = wsgi_body(self._ec2_app, forwarded, capture)
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
         return captured["status"], headers, payload
 
@@ -274,3 +268,14 @@ def _drop(environ: dict[str, Any]) -> None:
     if connection is not None:
         with contextlib.suppress(OSError):  # the client may have gone already
             connection.shutdown(socket.SHUT_RDWR)
+
+
+def wsgi_body(app: Any, environ: dict[str, Any], start_response: Any) -> bytes:
+    """A WSGI application's whole response body; the iterable is closed as PEP 3333 asks."""
+    chunks = app(environ, start_response)
+    try:
+        return b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
