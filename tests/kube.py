@@ -208,7 +208,8 @@ class KubeCluster:
 
     async def _serve(self) -> None:
         emulator = VersionedEmulator()
-        for plural, kind in (("nodes", "Node"), ("pods", "Pod"), ("events", "Event")):
+        for plural, kind in (("nodes", "Node"), ("pods", "Pod"), ("events", "Event"),
+                             ("configmaps", "ConfigMap")):
             emulator.resources[f"v1/{plural}"] = kmock.ResourceInfo(kind=kind)
         emulator.resources[ENI_CONFIG_RESOURCE] = kmock.ResourceInfo(kind="ENIConfig", namespaced=False)
         async with emulator, kmock.Server(emulator) as server:

@@ -3,7 +3,8 @@
 One pass, each step retried while its failure is transient (see :mod:`ipamd.app.node_facts`):
 
 1. IMDS identity, retried until IMDS answers;
-2. the EC2 client (AWS_EC2_ENDPOINT honoured, the API budget, the call observer) and DescribeInstances;
+2. the EC2 client (AWS_EC2_ENDPOINT honoured, the API budget — behind the fleet's ledger with
+   VPCCNI_FLEET_BUDGET —, the call observer) and DescribeInstances;
 3. instance limits (the bundled table, else DescribeInstanceTypes);
 4. the dataplane (VPCCNI_DATAPLANE; the Linux one reads the VPC's CIDRs from IMDS);
 5. the checkpoint (an unreadable one stops ipamd: starting empty would hand out held addresses).
@@ -68,6 +69,8 @@ async def discover(settings: Settings, observer: CallObserver, stop: asyncio.Eve
     imds = ImdsClient(ImdsSettings(endpoint=s.imds_endpoint, timeout_s=s.http_timeout), observer=observer)
     ident = await identity(imds, stop)
     budget = api_budget(s)
+    if s.fleet_budget:
+        budget = fleet_budget(s, budget)
     in_flight = InFlightCalls()
     provider = AwsProvider.from_settings(
         AwsSettings(region=s.region or ident.region, endpoint_url=s.ec2_endpoint,
@@ -89,3 +92,21 @@ async def discover(settings: Settings, observer: CallObserver, stop: asyncio.Eve
     return Boot(budget=budget, in_flight=in_flight, provider=provider, facts=facts, limits=limits,
                 prefix_delegation=pd, dataplane=dataplane, checkpoint=load_checkpoint(s.backing_store),
                 imds=imds, vpc_cidrs=vpc_cidrs)
+
+
+def fleet_budget(settings: Settings, local: ApiBudget) -> ApiBudget:
+    """VPCCNI_FLEET_BUDGET: the node's budget behind a reservation in the fleet's ledger (a ConfigMap),
+    paced at VPCCNI_FLEET_BUDGET_SHARE of the account's documented EC2 buckets."""
+    from ipamd.k8s.client import KubeApi, load_configuration, new_api_client, own_pod_namespace
+    from ipamd.k8s.ledger import ConfigMapLedger, split
+    from vpccni.cloud.aws.buckets import DOCUMENTED, bucket_of
+    from vpccni.cloud.fleetbudget import FleetBudget, Rate
+
+    assert settings.fleet_budget is not None
+    api = KubeApi(new_api_client(load_configuration(cluster_endpoint=settings.cluster_endpoint)))
+    namespace, name = split(settings.fleet_budget, own_pod_namespace())
+    share = settings.fleet_budget_share
+    rates = {bucket: Rate(b.capacity * share, b.refill_per_s * share) for bucket, b in DOCUMENTED.items()}
+    log.info("fleet budget: EC2 calls booked in ConfigMap %s/%s at %g of the account's buckets",
+             namespace, name, share)
+    return FleetBudget(local, ConfigMapLedger(api, namespace, name), rates, bucket_of)

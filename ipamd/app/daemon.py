@@ -35,17 +35,14 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ipamd.app.boot import Boot, discover
 from ipamd.app.conflist import ConflistWriter
 from ipamd.app.dataplane import CrashingCommitter, CrashingPodNetwork
-from ipamd.app.k8s import REFRESH_S as K8S_REFRESH_S
-from ipamd.app.k8s import KubernetesLink
 from ipamd.app.node_facts import Stopped
 from ipamd.app.tasks import FailureWindow, TaskFailed, Wakeup, every, self_probe, supervise
 from ipamd.dataplane.pod import PodNetwork
-from ipamd.k8s.annotations import AnnotatingPodNetwork, PodIpAnnotator
 from ipamd.observe.feed import MetricsFeed
 from ipamd.observe.http import METRICS_TYPE as _METRICS_TYPE
 from ipamd.observe.http import HttpEndpoint, Reply, json_reply
@@ -61,10 +58,15 @@ from ipamd.serve.server import IpamServer, ServerSettings
 from ipamd.state.checkpoint import GroupCommitter, snapshot_of
 from ipamd.state.crashpoints import CrashPoints
 from ipamd.state.datastore import Datastore
+from ipamd.state.journal import ChurnJournal, token
 from ipamd.state.recovery import DescribedEni, recover
-from vpccni.config.settings import Settings
+from vpccni.config.settings import Settings, render
 from vpccni.errors import CloudError, RetryableError
 from vpccni.wire.protocol import spool_dir_for
+
+if TYPE_CHECKING:  # the Kubernetes client costs ~20 MiB and ~0.2 s: imported only with MY_NODE_NAME
+    from ipamd.app.k8s import KubernetesLink
+    from ipamd.k8s.annotations import PodIpAnnotator
 
 log = logging.getLogger("ipamd.app.main")
 
@@ -74,6 +76,8 @@ IMDS_CHECK_MIN_INTERVAL_S = 1.0
 HOST_PASS_MIN_INTERVAL_S = 1.0
 REPLAY_MIN_INTERVAL_S = 1.0
 POKE_MIN_GAP_S = 0.05
+JOURNAL_SUFFIX = ".churn"  # the churn journal's segments sit next to the checkpoint
+JOURNAL_FLUSH_S = 2.0  # a crash loses at most this much churn; the ADD path never writes
 LEAK_SWEEP_FIRST_MAX_S = 300.0
 SLOW_CALL_CHECK_S = 1.0
 
@@ -98,6 +102,9 @@ class Node:
         ds = self.datastore = Datastore(prefix_delegation=boot.prefix_delegation,
                                         cooldown_s=s.ip_cooldown_period)
         self.committer = GroupCommitter(s.backing_store, lambda: snapshot_of(ds, time.time()), time.time)
+        self.journal = ChurnJournal(s.backing_store + JOURNAL_SUFFIX, journal_header(s, boot))
+        ds.on_event = lambda kind, key, held, assigned: self.journal.record(
+            kind, token(key.container_id, key.ifname), held, assigned)
         self.status = GrowthStatus(ds, in_flight=boot.in_flight)
         feed.on_throttle = self.status.note_throttle
         hooks = kubernetes.hooks(boot.dataplane.hooks) if kubernetes else boot.dataplane.hooks
@@ -106,8 +113,10 @@ class Node:
                         hooks=hooks, metrics=feed, crash=crash),
             self.status, imds=boot.imds)
         podnet: PodNetwork = boot.dataplane.podnet
-        self.annotator = None  # ANNOTATE_POD_IP
+        self.annotator: PodIpAnnotator | None = None  # ANNOTATE_POD_IP
         if kubernetes is not None and s.annotate_pod_ip:
+            from ipamd.k8s.annotations import AnnotatingPodNetwork, PodIpAnnotator
+
             self.annotator = PodIpAnnotator(kubernetes.agent)
             podnet = AnnotatingPodNetwork(podnet, self.annotator)
         self.handler = RequestHandler(
@@ -182,6 +191,8 @@ class Node:
                 "/v1/enis": lambda: json_reply(enis_view(self.datastore, self.reconciler.ctx.eni_subnets)),
                 "/v1/pool": lambda: json_reply(self._pool()),
                 "/v1/ipamd-env-settings": lambda: json_reply(env_view(s, IPAMD_ENV)),
+                # The churn journal for vpccni tune: a few MiB read from disk, rarely asked for.
+                "/v1/journal": lambda: (200, "text/plain; charset=utf-8", self.journal.read()),
                 "/v1/networkutils-env-settings": lambda: json_reply(env_view(s, NETWORKUTILS_ENV)),
                 "/healthz": lambda: json_reply({"ok": True, "pool_passes": self.reconciler.ticks}),
                 "/readyz": self._readyz,
@@ -242,10 +253,14 @@ class Node:
                                           what="host network pass")
             tasks["vpc-cidrs"] = every(s.vpc_cidr_check_period, self._check_vpc_cidrs, what="VPC CIDR watch",
                                        jitter=0.1)
+        tasks["churn-journal"] = every(JOURNAL_FLUSH_S, lambda: asyncio.to_thread(self.journal.flush),
+                                       what="churn journal flush")
         tasks["slow-cloud-calls"] = every(SLOW_CALL_CHECK_S, self._log_slow_calls,
                                           what="slow cloud call watch")
         tasks["conflist"] = self.conflist.run()
         if self.k8s is not None:
+            from ipamd.app.k8s import REFRESH_S as K8S_REFRESH_S
+
             link = self.k8s
             refresh = lambda: link.refresh(self.reconciler, self._node_ready)  # noqa: E731
             self.conflist.on_in_place = refresh  # the taint goes as soon as the conflist is in place
@@ -291,6 +306,7 @@ class Node:
             await endpoint.close()
         await self.server.close()
         await self.committer.aclose()
+        self.journal.flush()
         if self.k8s is not None:
             self.k8s.close()
 
@@ -339,6 +355,7 @@ class Daemon:
         if not self.settings.node_name:
             log.info("MY_NODE_NAME is unset: running without the Kubernetes API")
             return None
+        from ipamd.app.k8s import KubernetesLink
         from ipamd.k8s.integration import K8sNodeAgent
 
         return KubernetesLink(K8sNodeAgent.from_settings(self.settings), primary_groups)
@@ -355,3 +372,13 @@ class Daemon:
                 raise Stopped(what)
             except TimeoutError:
                 delay = min(delay * 2, 5.0)
+
+
+def journal_header(settings: Settings, boot: Boot) -> dict[str, Any]:
+    """What ``vpccni tune`` needs to replay this node's churn: the node and the settings it ran with."""
+    variables = {variable: render(getattr(settings, name))
+                 for name, variable in settings.env_supplied.items()}
+    return {"instance_id": boot.facts.instance_id, "node_name": settings.node_name or "",
+            "instance_type": boot.facts.instance_type, "zone": boot.facts.availability_zone,
+            "subnet_id": boot.facts.subnet_id, "prefix_delegation": boot.prefix_delegation,
+            "settings": variables}

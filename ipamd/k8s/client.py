@@ -78,6 +78,10 @@ PERMISSIONS_USED: frozenset[Permission] = frozenset({
     # Only with ANNOTATE_POD_IP, as the chart grants them.
     Permission("", "pods", "get"),
     Permission("", "pods", "patch"),
+    # Only with VPCCNI_FLEET_BUDGET (the fleet's EC2 ledger), as the chart grants them.
+    Permission("", "configmaps", "get"),
+    Permission("", "configmaps", "create"),
+    Permission("", "configmaps", "patch"),
 })
 
 
@@ -226,4 +230,18 @@ class KubeApi:
 
     def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> RawObject:
         return self._send(f"patch pods/{name} in {namespace}", self._core.patch_namespaced_pod,
+                          name, namespace, dict(patch), _content_type=MERGE_PATCH)
+
+    def get_config_map(self, namespace: str, name: str) -> RawObject:
+        return self._send(f"get configmaps/{name} in {namespace}", self._core.read_namespaced_config_map,
+                          name, namespace)
+
+    def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> RawObject:
+        return self._send(f"create configmaps in {namespace}", self._core.create_namespaced_config_map,
+                          namespace, dict(body))
+
+    def patch_config_map(self, namespace: str, name: str, patch: Mapping[str, Any]) -> RawObject:
+        """A merge patch; one carrying ``metadata.resourceVersion`` is refused with 409 (KubernetesConflict)
+        when the object has moved on since that version: a compare-and-swap."""
+        return self._send(f"patch configmaps/{name} in {namespace}", self._core.patch_namespaced_config_map,
                           name, namespace, dict(patch), _content_type=MERGE_PATCH)

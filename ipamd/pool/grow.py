@@ -2,7 +2,8 @@
 
 Calls are the scarce resource (EC2 throttles per account), so the plan batches:
 
-* existing ENIs are filled first, in device order, with ONE AssignPrivateIpAddresses per ENI;
+* existing ENIs are filled first, in device order, with ONE AssignPrivateIpAddresses per ENI (not an ENI
+  whose subnet EC2 just called full: ``EniState.subnet_full``);
 * if they cannot cover the shortfall, the same decision also asks for one new ENI, created with its
   CIDRs in the CreateNetworkInterface call (aws does one step per 5 s tick and a separate assign);
 * in WARM_ENI_TARGET mode a touched ENI is filled to capacity and a new ENI comes full, as aws does
@@ -65,7 +66,7 @@ def plan_growth(
     for eni in serving:
         if added >= goal or headroom <= 0:
             break
-        room = per_eni - len(eni.cidrs)
+        room = 0 if eni.subnet_full else per_eni - len(eni.cidrs)
         if room <= 0:
             continue
         count = min(room if whole_enis else min(room, goal - added), headroom)

@@ -84,6 +84,9 @@ class EniState:
     age_s: float  # seconds since ipamd first saw it attached (caller computes from its clock)
     cidrs: tuple[CidrState, ...] = ()  # only CIDRs of the current mode (/32 in SIP, /28 in PD)
     excluded: bool = False  # serves no pods (custom-networking primary, excluded subnet)
+    # EC2 refused more addresses in this ENI's subnet moments ago (subnet full, no free /28): plan no
+    # growth on it for now, so the pool grows through a new ENI in a subnet that has room.
+    subnet_full: bool = False
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,10 @@ def _prefixes(cidrs: tuple[str, ...] | list[str]) -> list[str]:
 class EniActions:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
+        # An ENI this node attached whose next steps (DeleteOnTermination, host setup, datastore) did not
+        # finish: EC2 shows it attached, the datastore does not have it. The reconciler resyncs to adopt
+        # it rather than plan another ENI, whose attach would meet the ENI limit.
+        self.unadopted: str | None = None
 
     # --- grow ------------------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class EniActions:
             await self.delete_eni(eni.interface_id)  # never leave a fresh ENI detached
             raise
         ctx.crash.reached("grow.eni.after_attach")
+        self.unadopted = eni.interface_id
         ctx.attachments[eni.interface_id] = attachment_id
         await ctx.call(ctx.provider.set_delete_on_termination, eni.interface_id, attachment_id, True)
         ctx.crash.reached("grow.eni.after_dot")
@@ -103,6 +108,7 @@ class EniActions:
                                                                   "attached", True))
         await ctx.prepare(eni)
         ctx.admit(eni, index)
+        self.unadopted = None
         ctx.crash.reached("grow.eni.after_datastore")
         log.info("attached %s at device %d with %d %s", eni.interface_id, index, count,
                  "prefixes" if ctx.prefix_delegation else "addresses")

@@ -34,6 +34,7 @@ from ipamd.pool import (
     Decision,
     NodeCapacity,
     PeakWindow,
+    PoolState,
     PoolStats,
     batching,
     decide,
@@ -105,7 +106,7 @@ class RefusalBackoff:
 class Reconciler:
     def __init__(self, ctx: NodeContext, status: GrowthStatus, *, imds: ImdsClient | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, subnet_full_per_subnet: bool = True) -> None:
         self.ctx = ctx
         self.status = status
         self.actions = EniActions(ctx)
@@ -127,6 +128,11 @@ class Reconciler:
         self._backoff_until = -math.inf  # monotonic: no growth before (subnet full / no /28)
         self._backoff_reason = NoIpReason.SUBNET_FULL
         self._backoff_hint = _SUBNET_FULL_HINT  # what sets the wait, for the status message
+        # A subnet EC2 called full stops growth on the ENIs in it only, for VPCCNI_SUBNET_FULL_BACKOFF:
+        # the pool grows through a new ENI in another candidate subnet meanwhile. False: every growth
+        # waits out the back-off, as aws-node does (the simulator's aws-like policy).
+        self._per_subnet = subnet_full_per_subnet
+        self._full_subnets: dict[str, float] = {}  # subnet id -> monotonic time its mark expires
         self._single_steps_until = -math.inf  # monotonic: grow one address per write (the subnet was full)
         self._grow_refusals = RefusalBackoff()
         self._shrink_refusals = RefusalBackoff()  # releases and ENI frees
@@ -168,7 +174,8 @@ class Reconciler:
             if self.resync_requested:
                 await self._resync("resync")
             now = self._monotonic()
-            state = self.ctx.datastore.pool_state(seconds_since_last_decrease=now - self._last_decrease)
+            state = self._mark_full_subnets(
+                self.ctx.datastore.pool_state(seconds_since_last_decrease=now - self._last_decrease), now)
             stats = pool_stats(state, self.capacity.primary_serves_pods)
             state = replace(state, peak_in_use=self.peak.observe(now, stats.in_use))
             decision = decide(state, self.targets, self.capacity, self.timers)
@@ -213,9 +220,15 @@ class Reconciler:
         if d.assign or d.new_eni:
             self.status.growing = True
             self.ctx.metrics.in_progress("increaseDatastorePool", 1)
+            refused = False
             try:
                 for eni_id, count in d.assign:
-                    await self.actions.assign(eni_id, count)
+                    try:
+                        await self.actions.assign(eni_id, count)
+                    except (SubnetFull, NoCidrBlock) as exc:
+                        if not self._marks_subnet(exc) or not self._subnet_refused(eni_id, exc):
+                            raise
+                        refused = True
                 if d.new_eni:
                     await self.actions.create_eni(d.new_eni)
                 self._grow_refusals.succeeded()
@@ -241,10 +254,53 @@ class Reconciler:
                 self.status.growing = False
                 self.ctx.metrics.in_progress("increaseDatastorePool", -1)
                 self.last_pool_action = self._monotonic()
-        if d.blocked:
+            if refused and not d.new_eni:
+                return  # the refusal is the answer; the next pass grows through a new ENI
+        if d.blocked and self._full_subnets:
+            full = ", ".join(sorted(self._full_subnets))
+            self.status.block(NoIpReason.SUBNET_FULL, f"the ENIs with room are in subnets EC2 called full "
+                              f"({full}) and no new ENI can be added ({d.blocked})",
+                              f"they are tried again within {self.ctx.settings.subnet_full_backoff:g}s "
+                              f"({_SUBNET_FULL_HINT})")
+        elif d.blocked:
             self.status.block(NoIpReason(d.blocked), self._blocked_message(d))
         else:
             self.status.clear()
+
+    def _mark_full_subnets(self, state: PoolState, now: float) -> PoolState:
+        """The pool state with ENIs in a subnet EC2 called full marked so (growth skips them)."""
+        self._full_subnets = {subnet: until for subnet, until in self._full_subnets.items() if until > now}
+        if not self._full_subnets:
+            return state
+        subnets = self.ctx.eni_subnets
+        return replace(state, enis=tuple(
+            replace(e, subnet_full=True) if subnets.get(e.eni_id) in self._full_subnets else e
+            for e in state.enis))
+
+    def _marks_subnet(self, exc: SubnetFull | NoCidrBlock) -> bool:
+        """Whether a refusal for lack of room marks the ENI's subnet full and growth goes elsewhere. Not
+        where no ENI can be added (fixed NICs: there is no elsewhere), nor on a batch's first refusal (one
+        address per write is tried first, see :meth:`_grow_failed`)."""
+        if not self._per_subnet or self.capacity.interfaces_fixed:
+            return False
+        first_batch = batching(self.targets) > 1 and self._monotonic() >= self._single_steps_until
+        return not (isinstance(exc, SubnetFull) and first_batch)
+
+    def _subnet_refused(self, eni_id: str, exc: SubnetFull | NoCidrBlock) -> bool:
+        """EC2 refused addresses on ``eni_id`` for lack of room in its subnet: mark the subnet full (the
+        next passes grow elsewhere). False when the ENI's subnet is not known (the caller re-raises)."""
+        subnet = self.ctx.eni_subnets.get(eni_id)
+        if subnet is None:
+            return False
+        backoff = self.ctx.settings.subnet_full_backoff
+        self._full_subnets[subnet] = self._monotonic() + backoff
+        self.ctx.metrics.error("increaseDatastorePool")
+        reason = NoIpReason.SUBNET_FULL if isinstance(exc, SubnetFull) else NoIpReason.NO_CIDR_BLOCK
+        self.status.block(reason, f"subnet {subnet} has no room for {eni_id} (EC2 {exc.code}); growing "
+                          "through a new ENI in another subnet", f"{subnet} is tried again in {backoff:g}s "
+                          f"({_SUBNET_FULL_HINT})")
+        log.warning("EC2 %s on %s: subnet %s marked full for %gs", exc.code, eni_id, subnet, backoff)
+        return True
 
     def _blocked_message(self, d: Decision) -> str:
         cap, stats = self.capacity, self.ctx.datastore.stats()
@@ -283,7 +339,9 @@ class Reconciler:
             return
         reason, says, resync = next(((r, s, again) for kind, r, s, again in GROWTH_REFUSALS
                                      if isinstance(exc, kind)), _OTHER_REFUSAL)
-        self.resync_requested = self.resync_requested or resync
+        # An ENI attached before the refusal (e.g. DeleteOnTermination throttled) is adopted from EC2.
+        unadopted, self.actions.unadopted = self.actions.unadopted, None
+        self.resync_requested = self.resync_requested or resync or unadopted is not None
         retry = ""
         if reason in (NoIpReason.SUBNET_FULL, NoIpReason.NO_CIDR_BLOCK):
             self._backoff_until = self._monotonic() + backoff

@@ -181,6 +181,10 @@ class Datastore:
         self._never_used: deque[str] = deque()
         self._released: list[tuple[float, int, str]] = []  # heap; stale entries skipped on pop
         self._seq = itertools.count()
+        self._serving = 0  # addresses in CIDRs that serve pods, kept as CIDRs come and go
+        # Told of every ADD that got an address ("A") or found none ("N") and every release ("D"), with
+        # the key and the pool's held and assigned counts then (the churn journal; cheap, no I/O).
+        self.on_event: Callable[[str, AllocationKey, int, int], None] | None = None
 
     # --- ENIs and CIDRs (the reconciler, from EC2 answers) ---------------------------------------
 
@@ -229,6 +233,7 @@ class Datastore:
                 self._addr_cidr[address] = entry
             if serves:
                 self._never_used.extend(addresses)
+                self._serving += len(addresses)
             added.append(cidr)
         return added
 
@@ -257,6 +262,8 @@ class Datastore:
                 del self._addr_cidr[address]
             del eni.cidrs[entry.cidr]
             del self._cidrs[entry.cidr]
+            if entry.serves_pods:
+                self._serving -= len(entry.addresses)
         return dropped
 
     # --- pods ------------------------------------------------------------------------------------
@@ -269,9 +276,14 @@ class Datastore:
         now = self._clock()
         address = self._take_free(now)
         if address is None:
+            if self.on_event is not None:
+                self.on_event("N", key, self._serving, len(self._by_key))
             return None
-        return self._hold(Allocation(key, address, self._addr_cidr[address].eni.info.eni_id,
+        held = self._hold(Allocation(key, address, self._addr_cidr[address].eni.info.eni_id,
                                      pod or PodRef(), netns, now))
+        if self.on_event is not None:
+            self.on_event("A", key, self._serving, len(self._by_key))
+        return held
 
     def release(self, key: AllocationKey, *, cooldown: bool = True) -> Allocation | None:
         """Free the address of ``key`` (into cooldown unless ``cooldown`` is False, e.g. an ADD rolled
@@ -288,6 +300,8 @@ class Datastore:
         self._released_at[held.address] = released_at
         if entry.serves_pods:
             heapq.heappush(self._released, (released_at, next(self._seq), held.address))
+        if self.on_event is not None and cooldown:  # a rolled-back ADD is no churn
+            self.on_event("D", key, self._serving, len(self._by_key))
         return held
 
     def restore(self, allocation: Allocation) -> Allocation:

@@ -29,13 +29,15 @@ def report() -> dict[str, Any]:
 
 def test_both_settings_replay_the_whole_trace(report):
     assert report["benchmark"] == "churn" and report["pods"] == PODS and report["seed"] == 7
-    assert [run["name"] for run in report["runs"]] == ["defaults", "WARM_IP_TARGET=2"]
-    assert report["runs"][1]["settings"] == {"WARM_IP_TARGET": "2"}
+    assert [run["name"] for run in report["runs"]] == [
+        "vpccni defaults", "aws-node's shrink (VPCCNI_SHRINK=aws)", "WARM_IP_TARGET=2"]
+    assert report["runs"][1]["settings"] == {"VPCCNI_SHRINK": "aws"}
+    assert report["runs"][2]["settings"] == {"WARM_IP_TARGET": "2"}
     assert report["concurrency"]["peak"] >= report["concurrency"]["mean"] / 2
     for run in report["runs"]:
         adds = run["adds"]
         assert adds["pods"] == PODS and run["dels"] == PODS, "every pod arrived and left"
-        assert adds["errors"] == {}
+        assert adds["errors"] == {} and adds["failed_for_good"] == 0
         assert adds["attempts"] == PODS + adds["no_ip"], "one successful ADD per pod, plus the refused ones"
         assert adds["pods_waited"] <= adds["no_ip"]
 
@@ -55,12 +57,13 @@ def test_the_figures_add_up(report):
         assert idle["samples"] > 0 and 0 <= idle["mean"] <= idle["max"]
     goal = report["goal"]
     defaults = report["runs"][0]["mutating_per_1000_pods"]
+    assert goal["runs_with_failures"] == []
     assert goal["met"] == (defaults <= goal["mutating_per_1000_pods_with_defaults"])
     assert report["time_scale"]["ipamd_timers"]["VPCCNI_POOL_LOOP_PERIOD"] == "0.025", "5 s / 200"
 
 
 def test_the_trade_off_goes_the_documented_way(report):
-    defaults, warm_ip = report["runs"]
+    defaults, _, warm_ip = report["runs"]
     # WARM_ENI_TARGET=1 keeps a whole ENI of addresses idle; WARM_IP_TARGET=2 keeps few and pays in calls.
     assert warm_ip["idle_addresses"]["mean"] < defaults["idle_addresses"]["mean"]
     assert defaults["ec2_calls"].get("AssignPrivateIpAddresses", {}).get("calls", 0) <= \

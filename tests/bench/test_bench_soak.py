@@ -100,7 +100,10 @@ def test_the_audit_finds_leaks_doubles_and_strays(dirty: tuple[EmulatedCluster, 
     key, stdout = plugin.run("ADD", netns, "c" * 32, "up-0")
     assert key == "ok", stdout
     pod = Pod(netns, "c" * 32, "up-0", json.loads(stdout))
-    assert audit(cluster, node, [pod], cluster.prefix).problems == 0, "a healthy node audits clean"
+    # The warm pool may still be growing after the ADD (an ENI created, not yet attached): a healthy node
+    # audits clean once that settles.
+    healthy = audit_until_clean(cluster, node, [pod], cluster.prefix, plugin, timeout_s=30.0)
+    assert healthy.problems == 0, f"a healthy node audits clean: {healthy}"
 
     # The pod not reported up: its address, veth, route, rule and namespace are all unaccounted for.
     forgotten = audit(cluster, node, [], cluster.prefix)

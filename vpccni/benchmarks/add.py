@@ -28,6 +28,9 @@ goes (``breakdown_sequential_p50_ms``, and burst floor vs concurrent ADDs).
 Goals on a 2-core machine: sequential p50 <= 25 ms and p99 <= 60 ms; 30 concurrent p50 <= 0.25 s
 (aws-node after its PR #3764: 0.75 s). Figures from a shared machine are noisy: the load is printed.
 Needs root (network namespaces); everything is created under ``ba<4 hex>-*`` and removed at the end.
+A failed ADD stays in the latencies (and is counted): a phase in which one failed meets no goal. The
+concurrent ADDs are each timed from the common start (the barrier that releases them all), not from
+their own exec, which a loaded machine may start late.
 """
 
 from __future__ import annotations
@@ -283,11 +286,13 @@ def measure_burst_floors(bench: NodeBench, count: int) -> dict[str, dict[str, An
 
 
 def _latency(results: list[ExecResult]) -> tuple[LatencySummary, dict[str, int]]:
+    """Every ADD's latency, failed ones included (a failure dropped from the sample would make the
+    figures better than what the pods saw), and the failures by error."""
     errors: dict[str, int] = {}
     for r in results:
         if r.returncode != 0:
             errors[r.error_key()] = errors.get(r.error_key(), 0) + 1
-    return LatencySummary.of([r.seconds for r in results if r.returncode == 0]), errors
+    return LatencySummary.of([r.seconds for r in results]), errors
 
 
 def _phase_report(phase: Phase) -> dict[str, Any]:
@@ -336,9 +341,11 @@ def report(instance_type: str, warm: int, settings: dict[str, str], seq: Phase, 
         "breakdown_sequential_p50_ms": {k: round(v, 3) for k, v in breakdown.items()},
         "goal": {"sequential_p50_ms": GOAL_SEQUENTIAL_P50_MS, "sequential_p99_ms": GOAL_SEQUENTIAL_P99_MS,
                  "concurrent_p50_ms": GOAL_CONCURRENT_P50_MS, "aws_concurrent_p50_ms": AWS_CONCURRENT_P50_MS,
-                 "met": {"sequential_p50": seq_p50 <= GOAL_SEQUENTIAL_P50_MS,
-                         "sequential_p99": sequential["latency_ms"]["p99"] <= GOAL_SEQUENTIAL_P99_MS,
-                         "concurrent_p50": conc_p50 <= GOAL_CONCURRENT_P50_MS}},
+                 # A goal is never met by a phase in which an ADD failed.
+                 "met": {"sequential_p50": seq_p50 <= GOAL_SEQUENTIAL_P50_MS and not sequential["errors"],
+                         "sequential_p99": sequential["latency_ms"]["p99"] <= GOAL_SEQUENTIAL_P99_MS
+                         and not sequential["errors"],
+                         "concurrent_p50": conc_p50 <= GOAL_CONCURRENT_P50_MS and not concurrent["errors"]}},
         "machine": machine_load(),
     }
 
@@ -359,9 +366,9 @@ def text(r: dict[str, Any]) -> str:
         f"  plugin       {r['plugin']['kind']}" + (f" from {r['plugin']['payload']}" if r['plugin']['payload']
                                                    else " (this environment's interpreter)"),
         f"  sequential   {lat(seq['latency_ms'])}  ({seq['adds']} ADDs, "
-        f"{sum(seq['errors'].values())} errors)",
-        f"  concurrent   {lat(conc['latency_ms'])}  ({conc['adds']} at once, all done in "
-        f"{conc['all_done_ms']:.0f} ms, {sum(conc['errors'].values())} errors)",
+        f"{sum(seq['errors'].values())} failed, counted in the latencies)",
+        f"  concurrent   {lat(conc['latency_ms'])}  ({conc['adds']} at once, each timed from the common "
+        f"start, all done in {conc['all_done_ms']:.0f} ms, {sum(conc['errors'].values())} failed)",
         f"  per ADD      sequential: plugin CPU {seq['plugin_cpu_ms']['p50']:.1f} ms (p50), ipamd service "
         f"{seq['ipamd_service_ms']['mean']:.1f} ms (mean), ipamd CPU {seq['ipamd_cpu_ms_per_add']:.1f} ms",
         f"               concurrent: plugin CPU {conc['plugin_cpu_ms']['p50']:.1f} ms (p50), ipamd service "

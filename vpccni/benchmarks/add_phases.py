@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from vpccni.benchmarks.stats import LatencySummary
@@ -43,10 +43,11 @@ class PluginCall:
 
 @dataclass(frozen=True)
 class ExecResult:
-    seconds: float  # exec -> result read -> exit
+    seconds: float  # exec -> result read -> exit (in a burst: from the burst's common start)
     cpu_seconds: float  # the plugin process's own user + system CPU
     returncode: int
     stdout: str
+    ended_at: float = 0.0  # time.perf_counter() when the exec was reaped
 
     def error_key(self) -> str:
         """How a failed exec is counted: its CNI error code and message."""
@@ -74,9 +75,9 @@ def exec_timed(argv: Sequence[str], request: PluginCall) -> ExecResult:
     out = proc.stdout.read()
     proc.stdout.close()
     _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
+    ended = time.perf_counter()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait for it again
-    return ExecResult(elapsed, usage.ru_utime + usage.ru_stime, proc.returncode, out.decode())
+    return ExecResult(ended - started, usage.ru_utime + usage.ru_stime, proc.returncode, out.decode(), ended)
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -103,7 +104,9 @@ class Burst:
 
 def burst(netns: str, argv: Sequence[str], calls: Sequence[PluginCall]) -> Burst:
     """One thread per exec, each inside ``netns``, released together by a barrier (as a runtime starts a
-    burst of sandboxes); the clock for ``all_done_s`` starts when the barrier opens."""
+    burst of sandboxes). Every exec's latency, and ``all_done_s``, count from the moment the barrier
+    opens: a thread that spawns its exec late (the others hold the CPU) has waited all along, as the
+    pod it stands for has."""
     gate = threading.Barrier(len(calls) + 1)
     slots: list[ExecResult | BaseException | None] = [None] * len(calls)
 
@@ -128,7 +131,7 @@ def burst(netns: str, argv: Sequence[str], calls: Sequence[PluginCall]) -> Burst
     for slot in slots:
         if not isinstance(slot, ExecResult):
             raise RuntimeError(f"a burst exec did not complete: {slot!r}")
-        out.results.append(slot)
+        out.results.append(replace(slot, seconds=slot.ended_at - started))
     return out
 
 

@@ -8,7 +8,8 @@ request/response per RPC. Every answer was durable before it was sent.
 Printed next to the figure: the fsync floor measured in the same directory in the same run (one small
 write + fsync per operation) and their ratio, the number of RPCs per checkpoint write (what group commit
 saves), and the machine's load (figures from a shared machine are noisy). Goal on a 2-core machine:
->= 3,000 RPCs/s and p99 <= 5 ms.
+>= 3,000 RPCs/s and p99 <= 5 ms. An error reply is counted as an error, not as an RPC served (it is
+neither in RPCs/s nor in the latencies), and any error means the goal is not met.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ async def _rpc(conn: AsyncConnection, req: Request, netns_fd: int | None, tally:
     elapsed = time.perf_counter() - started
     if tally is None:
         return
-    tally.latencies.append(elapsed)
-    if not response.ok:
+    if response.ok:
+        tally.latencies.append(elapsed)
+    else:  # an error reply is no RPC served: it counts as an error, never as a fast RPC
         kind = str(response.error.kind) if response.error else "unknown"
         tally.errors[kind] = tally.errors.get(kind, 0) + 1
 
@@ -187,8 +189,10 @@ def _report(concurrency: int, tally: _ClientTally, elapsed: float, floor: Floor,
         # CPU per RPC is steadier than RPCs/s on a shared machine: it does not count time spent waiting.
         "cpu_us_per_rpc": {side: round(seconds * 1e6 / latency.count, 1) if latency.count else 0.0
                            for side, seconds in cpu.items()},
+        # Never met with an error reply: a bench that fails requests has not shown what it measures.
         "goal": {"rpcs_per_s": GOAL_RPCS_PER_S, "p99_ms": GOAL_P99_MS,
-                 "met": rpcs_per_s >= GOAL_RPCS_PER_S and latency.p99_s * 1000 <= GOAL_P99_MS},
+                 "met": rpcs_per_s >= GOAL_RPCS_PER_S and latency.p99_s * 1000 <= GOAL_P99_MS
+                 and not tally.errors},
         "machine": machine_load(),
     }
 
@@ -199,15 +203,15 @@ def _print_text(r: dict[str, Any]) -> None:
     lines = [
         f"vpccni bench rpc: {r['concurrency']} clients for {r['seconds']:.1f} s, durable ADD+DEL pairs",
         f"  rpc          {r['rpcs_per_s']:>9.0f} RPCs/s  p50 {lat['p50']:.3f} ms  p99 {lat['p99']:.3f} ms  "
-        f"({r['rpcs']} RPCs, {errors} errors)",
+        f"({r['rpcs']} RPCs served, {errors} error replies not counted)",
         f"  fsync floor  {floor['ops_per_s']:>9.0f} ops/s   p50 {floor['latency_ms']['p50']:.3f} ms  "
         f"p99 {floor['latency_ms']['p99']:.3f} ms  (same directory, this run)",
         f"  ratio        {r['ratio_to_fsync_floor']:.2f} x the fsync floor; "
         f"{r['server']['rpcs_per_write']:.1f} RPCs per checkpoint write (group commit)",
         f"  cpu          {r['cpu_us_per_rpc']['server']:.0f} us per RPC in ipamd, "
         f"{r['cpu_us_per_rpc']['client']:.0f} us in the clients",
-        f"  goal         >= {r['goal']['rpcs_per_s']:.0f} RPCs/s and p99 <= {r['goal']['p99_ms']:g} ms: "
-        f"{'met' if r['goal']['met'] else 'not met'}",
+        f"  goal         >= {r['goal']['rpcs_per_s']:.0f} RPCs/s and p99 <= {r['goal']['p99_ms']:g} ms, "
+        f"no error: {'met' if r['goal']['met'] else 'not met'}",
         f"  machine      load {r['machine']['load_1m']} on {r['machine']['cpus']:.0f} CPUs "
         f"(a shared machine makes these figures noisy)",
     ]

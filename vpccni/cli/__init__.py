@@ -35,6 +35,8 @@ COMMANDS: dict[str, Command] = {
     "demo": Command("vpccni.cli.demo",
                     "the local cloud, two nodes and pods with VPC addresses, shown by traffic", True),
     "init": Command("vpccni.cli.init_cmd", "node init: install CNI binaries, set datapath sysctls"),
+    "tune": Command("vpccni.cli.tune",
+                    "replay a node's own churn under other settings: calls, idle addresses, waits", True),
 }
 
 

@@ -17,6 +17,8 @@ BENCHMARKS: dict[str, Command] = {
                      "EC2 calls and idle addresses for a seeded pod churn trace", True),
     "add": Command("vpccni.benchmarks.add",
                    "ADD exec -> result latency of the real plugin, warm pool, vs floors", True),
+    "fleet": Command("vpccni.benchmarks.fleet",
+                     "thousands of nodes boot against one account's EC2 budget, vs the bound", True),
     "soak": Command("vpccni.benchmarks.soak",
                     "pod loops for a long time while ipamd is killed and EC2 faults come and go; then an "
                     "audit: nothing leaked, held twice or left behind", True),

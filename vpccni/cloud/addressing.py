@@ -51,6 +51,9 @@ class SubnetSpace:
 
     cidr: ipaddress.IPv4Network
     used: AbstractSet[int]
+    # How many of ``used`` lie in the usable range, when the builder keeps that count (the local cloud's
+    # subnet index): free_count() is then O(1) instead of a pass over every taken address.
+    taken_in_range: int | None = None
 
     @classmethod
     def build(cls, cidr: str, addresses: Iterable[str], prefixes: Iterable[str] = ()) -> SubnetSpace:
@@ -64,6 +67,9 @@ class SubnetSpace:
 
     def plus(self, addresses: Iterable[str] = (), prefixes: Iterable[str] = ()) -> SubnetSpace:
         """This space with more addresses/prefixes taken (for a request that picks in two steps)."""
+        addresses, prefixes = tuple(addresses), tuple(prefixes)
+        if not addresses and not prefixes:
+            return self  # nothing taken: no copy of a large subnet's set
         more = SubnetSpace.build(str(self.cidr), addresses, prefixes)
         return SubnetSpace(self.cidr, self.used | more.used)
 
@@ -88,6 +94,8 @@ class SubnetSpace:
         span = self._last_usable - self._first_usable + 1
         if span <= 0:
             return 0
+        if self.taken_in_range is not None:
+            return span - self.taken_in_range
         return span - sum(1 for a in self.used if self._first_usable <= a <= self._last_usable)
 
     def address_problem(self, address: str) -> str | None:

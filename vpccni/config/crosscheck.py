@@ -51,6 +51,10 @@ def cross_field_problems(s: Settings, env: Mapping[str, str]) -> Found:
             ConfigProblem("VPCCNI_SCALE_DOWN_WINDOW", env["VPCCNI_SCALE_DOWN_WINDOW"],
                           "0 or unset with VPCCNI_SHRINK=aws"),
             {"VPCCNI_SCALE_DOWN_WINDOW", "VPCCNI_SHRINK"}))
+    if s.fleet_budget and not s.node_name and env.get("VPCCNI_FLEET_BUDGET"):
+        found.append((ConfigProblem("VPCCNI_FLEET_BUDGET", env["VPCCNI_FLEET_BUDGET"],
+                                    "unset, or MY_NODE_NAME set too (the ledger is a ConfigMap)"),
+                      {"VPCCNI_FLEET_BUDGET", "MY_NODE_NAME"}))
     clash = None if s.disable_introspection or s.disable_metrics else _port_clash(s, env)
     if clash:
         found.append((clash, {"INTROSPECTION_BIND_ADDRESS", "VPCCNI_METRICS_BIND_ADDRESS",
@@ -101,6 +105,8 @@ def _azure_problems(s: Settings, env: Mapping[str, str]) -> Found:
         refuse("ADDITIONAL_ENI_TAGS", "unset (they tag ENIs ipamd creates; it creates no NIC)")
     if s.ec2_endpoint:
         refuse("AWS_EC2_ENDPOINT", "unset (ipamd talks to ARM: VPCCNI_AZURE_ARM_ENDPOINT)")
+    if s.fleet_budget:
+        refuse("VPCCNI_FLEET_BUDGET", "unset (the ledger paces the account's EC2 buckets)")
     return found
 
 

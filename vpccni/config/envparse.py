@@ -315,6 +315,21 @@ def dns_subdomain(raw: str) -> str:
     return raw
 
 
+def namespaced_name(raw: str) -> str:
+    """``namespace/name`` or ``name`` of a Kubernetes object (each part a lower-case DNS name)."""
+    parts = raw.split("/")
+    if len(parts) > 2 or not all(_DNS_SUBDOMAIN.fullmatch(part) for part in parts):
+        raise InvalidValue("a Kubernetes object as name or namespace/name (lower-case DNS names)")
+    return raw
+
+
+def fraction(raw: str) -> float:
+    """A number in (0, 1]."""
+    if not _NUMBER.fullmatch(raw) or not 0 < float(raw) <= 1:
+        raise InvalidValue("a number more than 0 and at most 1")
+    return float(raw)
+
+
 _UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 

@@ -314,6 +314,16 @@ class Settings:
         "current count (window 0) and an ENI freed at available >= (WARM_ENI_TARGET + 1) x addresses "
         "per ENI. Unit: a word. Default vpccni."))
 
+    fleet_budget: str | None = _env("VPCCNI_FLEET_BUDGET", None, p.namespaced_name, (
+        "A ConfigMap (name, or namespace/name; default namespace: ipamd's own) where every node of the "
+        "cluster books its EC2 calls against the account's buckets, so the fleet is paced as one client "
+        "and is not throttled (vpccni bench fleet shows why a per-node budget cannot do that). Needs "
+        "MY_NODE_NAME (the Kubernetes API) and get/create/update on configmaps. Default unset = each "
+        "node keeps to its own budget only."))
+    fleet_budget_share: float = _env("VPCCNI_FLEET_BUDGET_SHARE", 0.9, p.fraction, (
+        "With VPCCNI_FLEET_BUDGET: the share of the account's documented EC2 buckets the fleet may use; the "
+        "rest is left to other clients of the account. Unit: a fraction, (0, 1]. Default 0.9."))
+
     #: Which fields the environment set, and through which variable (field name -> variable).
     env_supplied: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False)

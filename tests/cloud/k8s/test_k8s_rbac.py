@@ -14,8 +14,9 @@ import helm_python as helm
 import pytest
 import yaml
 
-from ipamd.k8s.client import PERMISSIONS_USED, Permission
+from ipamd.k8s.client import PERMISSIONS_USED, KubeApi, Permission
 from ipamd.k8s.integration import K8sNodeAgent
+from ipamd.k8s.ledger import ConfigMapLedger
 from tests import REPO
 from tests.kube import (
     KubeCluster,
@@ -40,7 +41,8 @@ def granted(values: dict[str, Any]) -> set[Permission]:
             for verb in rule.get("verbs", [])}
 
 
-def exercise_everything(kube: KubeCluster, *, annotate_pod_ip: bool) -> set[Permission]:
+def exercise_everything(kube: KubeCluster, *, annotate_pod_ip: bool, fleet_budget: bool = False
+                        ) -> set[Permission]:
     """Run every public method of the agent, including the rarer paths (event patch, event expired)."""
     kube.create_node(NODE, labels={"k8s.amazonaws.com/eniConfig": "az1"})
     kube.create_eni_config("az1", subnet="subnet-1")
@@ -59,11 +61,22 @@ def exercise_everything(kube: KubeCluster, *, annotate_pod_ip: bool) -> set[Perm
     agent.report_no_ip(NoIpReason.ENI_LIMIT, "3 of 3 ENIs attached and full")
     agent.annotate_pod_ip("web", "web-0", "10.0.1.5")
     agent.clear_pod_ip("web", "web-0", "10.0.1.5")
+    if fleet_budget:  # the ledger: created, read, compare-and-swapped
+        ledger = ConfigMapLedger(KubeApi(api_client), "kube-system", "vpccni-ec2-budget")
+        ledger.write("{}", None)
+        ledger.write("{}", ledger.read()[1])
     return {Permission(*call.permission) for call in api_client.calls}
 
 
 def test_declared_permissions_are_what_the_code_sends(kube: KubeCluster) -> None:
-    assert exercise_everything(kube, annotate_pod_ip=True) == PERMISSIONS_USED
+    assert exercise_everything(kube, annotate_pod_ip=True, fleet_budget=True) == PERMISSIONS_USED
+
+
+def test_chart_grants_the_ledger_with_the_fleet_budget(kube: KubeCluster) -> None:
+    used = exercise_everything(kube, annotate_pod_ip=False, fleet_budget=True)
+    missing = used - granted({"env": {"VPCCNI_FLEET_BUDGET": "vpccni-ec2-budget"}})
+    assert not missing, f"ipamd uses permissions the ClusterRole lacks: {sorted(missing)}"
+    assert not {p for p in granted({}) if p.resource == "configmaps"}, "no ConfigMap access by default"
 
 
 def test_chart_grants_everything_used_with_annotate_pod_ip(kube: KubeCluster) -> None:
@@ -79,7 +92,8 @@ def test_chart_grants_everything_used_by_default(kube: KubeCluster) -> None:
     assert not missing, f"ipamd uses permissions the ClusterRole lacks: {sorted(missing)}"
 
 
-@pytest.mark.parametrize("values", [{}, {"env": {"ANNOTATE_POD_IP": "true"}}])
+@pytest.mark.parametrize("values", [{}, {"env": {"ANNOTATE_POD_IP": "true"}},
+                                    {"env": {"VPCCNI_FLEET_BUDGET": "vpccni-ec2-budget"}}])
 def test_chart_grants_nothing_ipamd_does_not_use(values: dict[str, Any]) -> None:
     """Least privilege the other way round: every granted permission is one the code sends."""
     assert granted(values) - PERMISSIONS_USED == set()

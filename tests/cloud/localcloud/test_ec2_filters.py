@@ -75,3 +75,25 @@ def test_our_filters_combine_with_moto_filters_and_pagination(ec2: Any, network:
         if not token:
             break
     assert seen == {e["NetworkInterfaceId"] for e in tagged[:2]}
+
+
+def test_instance_filter_answers_as_the_full_walk(ec2: Any, network: Network) -> None:
+    """The local cloud answers ``attachment.instance-id`` from the instance's own ENIs; the answer must be
+    the one a walk over every ENI gives: several instances, a detached ENI, an unknown id, a wildcard."""
+    one = run_instance(ec2, network.subnet_id)
+    two = run_instance(ec2, network.subnet_id)
+    extra = create_eni(ec2, network.subnet_id)
+    gone = create_eni(ec2, network.subnet_id)
+    ec2.attach_network_interface(NetworkInterfaceId=extra["NetworkInterfaceId"], InstanceId=one["InstanceId"],
+                                 DeviceIndex=1)
+    detach = ec2.attach_network_interface(NetworkInterfaceId=gone["NetworkInterfaceId"],
+                                          InstanceId=one["InstanceId"], DeviceIndex=2)["AttachmentId"]
+    ec2.detach_network_interface(AttachmentId=detach)
+    one_ids = {one["NetworkInterfaces"][0]["NetworkInterfaceId"], extra["NetworkInterfaceId"]}
+    two_ids = {two["NetworkInterfaces"][0]["NetworkInterfaceId"]}
+
+    assert _ids(ec2, ("attachment.instance-id", [one["InstanceId"]])) == one_ids
+    assert _ids(ec2, ("attachment.instance-id", [one["InstanceId"], two["InstanceId"]])) == one_ids | two_ids
+    assert _ids(ec2, ("attachment.instance-id", ["i-0123456789abcdef0", two["InstanceId"]])) == two_ids
+    assert _ids(ec2, ("attachment.instance-id", ["i-0123456789abcdef0"])) == set()
+    assert _ids(ec2, ("attachment.instance-id", [one["InstanceId"][:-1] + "?"])) >= one_ids

@@ -70,6 +70,8 @@ REFUSED_ON_AZURE = [
     ({"WARM_IP_TARGET": "0", "MINIMUM_IP_TARGET": "0"}, "WARM_IP_TARGET", "whole NICs"),
     ({"ADDITIONAL_ENI_TAGS": '{"team":"net"}'}, "ADDITIONAL_ENI_TAGS", "creates no NIC"),
     ({"AWS_EC2_ENDPOINT": "http://127.0.0.1:5000"}, "AWS_EC2_ENDPOINT", "VPCCNI_AZURE_ARM_ENDPOINT"),
+    ({"VPCCNI_FLEET_BUDGET": "vpccni-ec2-budget", "MY_NODE_NAME": "n1"}, "VPCCNI_FLEET_BUDGET",
+     "EC2 buckets"),
 ]
 
 

@@ -95,6 +95,8 @@ AWS_DEFAULTS = {
     "VPCCNI_DATAPLANE": "linux",
     "VPCCNI_SCALE_DOWN_WINDOW": "600",
     "VPCCNI_SHRINK": "vpccni",
+    "VPCCNI_FLEET_BUDGET": "",
+    "VPCCNI_FLEET_BUDGET_SHARE": "0.9",
 }
 
 

@@ -123,6 +123,7 @@ GOOD = [
     ("VPCCNI_CLOUD", "azure", "cloud", "azure"),
     ("VPCCNI_IP_BATCH", "0", "ip_batch", 0),
     ("VPCCNI_SHRINK", "aws", "shrink", "aws"),
+    ("VPCCNI_FLEET_BUDGET_SHARE", "0.5", "fleet_budget_share", 0.5),
 ]
 
 
@@ -208,6 +209,8 @@ BAD = [
     ("VPCCNI_AZURE_IDENTITY_CLIENT_ID", "kubelet", "a client id (a UUID"),
     ("VPCCNI_AZURE_CA_BUNDLE", "ca.pem", "an absolute path"),
     ("VPCCNI_SHRINK", "aws-node", "one of vpccni, aws"),
+    ("VPCCNI_FLEET_BUDGET", "kube-system/Budget", "a Kubernetes object as name or namespace/name"),
+    ("VPCCNI_FLEET_BUDGET_SHARE", "0", "a number more than 0 and at most 1"),
     # aws-node features vpccni does not implement: refused when on, never silently ignored.
     ("ENABLE_POD_ENI", "true", "vpccni does not implement Security Groups for Pods"),
     ("ENABLE_MULTI_NIC", "1", "vpccni manages network card 0 only"),

@@ -116,6 +116,12 @@ CASES: list[tuple[str, PoolState, PoolTargets, NodeCapacity, dict[str, object]]]
     ("an excluded ENI is neither counted nor filled",
      pool(sip("eni-0", 0, 3, 3), sip("eni-1", 1, 0, excluded=True)), WET1, T3_SMALL,
      {"new_eni": 3, "short": 3}),
+    # --- a subnet EC2 called full: its ENIs are not filled, growth goes to a new ENI ------------
+    ("the primary's subnet is full: a new ENI instead of the primary's room",
+     pool(replace(sip("eni-0", 0, 0), subnet_full=True)), WET1, M5_LARGE, {"new_eni": 9, "short": 9}),
+    ("only the ENI in the full subnet is skipped",
+     pool(replace(sip("eni-0", 0, 7, 7), subnet_full=True), sip("eni-1", 1, 7, 7)), wit(5), M5_LARGE,
+     {"assign": (("eni-1", 2),), "new_eni": 3, "short": 5}),
     # --- releases: only free CIDRs, spaced, grouped per ENI -------------------------------------
     ("WARM_IP_TARGET over target: release the excess, from the secondary ENI first",
      pool(sip("eni-0", 0, 5, 4), sip("eni-1", 1, 3, 1)), wit(1), M5_LARGE,

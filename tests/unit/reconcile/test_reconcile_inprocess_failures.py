@@ -11,7 +11,7 @@ import itertools
 import pytest
 
 from tests.unit.reconcile.inprocess import InProcessIpamd
-from vpccni.cloud.fake import FakeCloud
+from vpccni.cloud.fake import FakeCloud, FakeProvider
 from vpccni.wire.protocol import NoIpReason
 
 pytestmark = pytest.mark.asyncio
@@ -120,3 +120,42 @@ async def test_a_release_refused_again_and_again_backs_off_too() -> None:
     assert "UnassignPrivateIpAddresses" in ipamd.reconciler.unauthorized
     assert ipamd.datastore_cidrs() == ipamd.ec2_cidrs(), "a refused release puts the addresses back"
     assert ipamd.attempts("AssignPrivateIpAddresses")[-1] < attempts[0], "and the pool did not grow meanwhile"
+
+
+async def test_a_full_node_subnet_grows_the_pool_through_an_eni_in_a_subnet_with_room() -> None:
+    """EC2 refuses the primary ENI's addresses (its subnet is full): that subnet is marked full for the
+    back-off and the next pass creates an ENI in the tagged subnet of the zone, instead of asking the full
+    one again every back-off (aws-node stops all growth there until the cooldown ends)."""
+    cloud = FakeCloud(seed=5)
+    vpc = cloud.create_vpc("10.9.0.0/16")
+    small = cloud.create_subnet(vpc, "10.9.0.0/28")  # 11 usable addresses
+    roomy = cloud.create_subnet(vpc, "10.9.1.0/24", tags={"kubernetes.io/role/cni": "1"})
+    group = cloud.create_security_group(vpc, "nodes")
+    neighbour = cloud.add_node("m5.large", subnet=small, security_groups=[group])
+    FakeProvider(cloud).assign_addresses(neighbour.primary_eni_id, 9)  # the node's own primary is the 11th
+    ipamd = InProcessIpamd("m5.large", {"VPCCNI_SUBNET_FULL_BACKOFF": "60"}, cloud=cloud, subnet=small,
+                           security_groups=[group])
+    await ipamd.start()
+    reason, message = ipamd.refused("p0")
+    assert reason is NoIpReason.SUBNET_FULL and small.subnet_id in message and "another subnet" in message
+    await ipamd.place((f"p{n}" for n in range(9)), also_wait_for=frozenset({NoIpReason.SUBNET_FULL}))
+    enis = cloud.interfaces(ipamd.node.instance_id)
+    assert [e.subnet_id for e in enis] == [small.subnet_id, roomy.subnet_id]
+    assert len(ipamd.attempts("AssignPrivateIpAddresses")) == 1, "the full subnet is not asked again"
+    assert ipamd.clock.now < 60, "no wait for the back-off: the other subnet had room"
+    assert ipamd.datastore_cidrs() == ipamd.ec2_cidrs()
+
+
+async def test_an_eni_attached_before_a_throttle_is_adopted_not_replaced() -> None:
+    """Attach succeeded, then DeleteOnTermination was throttled past the retries: the ENI is attached in
+    EC2 but not in the datastore. The reconciler resyncs and adopts it (setting DeleteOnTermination)
+    instead of creating one more ENI, whose attach would meet the ENI limit."""
+    ipamd = InProcessIpamd("m5.large")
+    await ipamd.start()
+    ipamd.cloud.fail("ModifyNetworkInterfaceAttribute", "RequestLimitExceeded", count=5)
+    await ipamd.place(["a"], also_wait_for=frozenset({NoIpReason.THROTTLED}))
+    await ipamd.run_for(1.0)
+    attached = ipamd.cloud.interfaces(ipamd.node.instance_id)
+    assert len(attached) == 2 and all(e.attachment and e.attachment.delete_on_termination for e in attached)
+    assert len(ipamd.attempts("CreateNetworkInterface")) == 1, "adopted, not replaced"
+    assert ipamd.datastore_cidrs() == ipamd.ec2_cidrs()

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from vpccni.localcloud.ec2.handlers import Ec2Context, Forward, HandlerTable
-from vpccni.localcloud.ec2.query import QueryRequest, XmlDoc
+from vpccni.localcloud.ec2.query import Ec2ApiError, QueryRequest, XmlDoc
 from vpccni.localcloud.ec2.state import Ec2State
 
 _NO_MATCH = "eni-00000000000000000"
@@ -53,7 +53,7 @@ def describe_network_interfaces(ctx: Ec2Context, request: QueryRequest) -> Forwa
     filters = request.filters()
     ours = [(name, values) for name, values in filters if name in OUR_ENI_FILTERS]
     if not ours:
-        return Forward(request)
+        return Forward(_by_instance(ctx, request, filters))
     state = ctx.state
     matching = sorted(
         eni.id
@@ -70,6 +70,33 @@ def describe_network_interfaces(ctx: Ec2Context, request: QueryRequest) -> Forwa
     rest: list[tuple[str, list[str]]] = [(n, v) for n, v in filters if n not in OUR_ENI_FILTERS]
     rest.append(("network-interface-id", matching or [_NO_MATCH]))
     return Forward(request.with_filters(rest))
+
+
+def _by_instance(ctx: Ec2Context, request: QueryRequest,
+                 filters: list[tuple[str, list[str]]]) -> QueryRequest:
+    """``attachment.instance-id`` with exact ids, asked as the ids of the ENIs attached to them.
+
+    moto evaluates a filter against every ENI of the account; the ENIs attached to an instance are known
+    from the instance, so the same answer comes from moto's id list (a membership test per ENI). Left as
+    asked when the request names ENI ids itself, uses a wildcard, or no ENI is attached (moto refuses an
+    empty or unknown id list; the filter answers nothing)."""
+    wanted = [values for name, values in filters if name == "attachment.instance-id"]
+    if len(wanted) != 1 or request.get_list("NetworkInterfaceId") or \
+            any("*" in v or "?" in v for v in wanted[0]):
+        return request
+    state = ctx.state
+    ids: list[str] = []
+    for instance_id in wanted[0]:
+        try:
+            instance = state.instance(instance_id)
+        except Ec2ApiError:
+            continue  # unknown: it has no ENI to match
+        ids += [eni.id for eni in state.attached_enis(instance)]
+    if not ids:
+        return request
+    rest = [(name, values) for name, values in filters if name != "attachment.instance-id"]
+    narrowed = request.with_filters(rest)
+    return narrowed.plus((f"NetworkInterfaceId.{n}", eni_id) for n, eni_id in enumerate(ids, start=1))
 
 
 def describe_subnets(ctx: Ec2Context, request: QueryRequest) -> Forward:

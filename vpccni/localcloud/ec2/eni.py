@@ -79,10 +79,13 @@ def create_network_interface(ctx: Ec2Context, request: QueryRequest) -> Forward:
     )
 
     def after(body: bytes) -> bytes:
+        state.took(subnet, [primary, *secondaries], prefixes)
+        if not prefixes:
+            return body
         doc = XmlDoc(body)
         element = doc.find(doc.root, "networkInterface")
         eni_id = doc.text(doc.root, "networkInterface/networkInterfaceId")
-        if element is None or eni_id is None or not prefixes:
+        if element is None or eni_id is None:
             return body
         state.set_prefixes(state.eni(eni_id), prefixes)
         doc.set_item_list(element, "ipv4PrefixSet", "ipv4Prefix", prefixes)
@@ -194,12 +197,14 @@ def delete_network_interface(ctx: Ec2Context, request: QueryRequest) -> Forward:
     if eni.instance is not None:
         raise invalid_parameter(f"Network interface '{eni.id}' is currently in use.")
     addresses = ctx.state.addresses(eni)
+    prefixes = ctx.state.prefixes(eni)
     subnet = eni.subnet
 
     def after(body: bytes) -> bytes:
         # A primary that outlived its instance is still booked in moto's subnet; free it there too.
         for address in addresses:
             subnet.del_subnet_ip(address)
+        ctx.state.gave_back(subnet, addresses, prefixes)
         return body
 
     return Forward(request, after)

@@ -68,6 +68,7 @@ def assign_private_ip_addresses(ctx: Ec2Context, request: QueryRequest) -> Answe
         _take_back(ctx, eni, explicit)
     eni.private_ip_addresses.extend({"Primary": False, "PrivateIpAddress": ip} for ip in new_ips)
     state.set_prefixes(eni, [*state.prefixes(eni), *new_prefixes])
+    state.took(eni.subnet, new_ips, new_prefixes)
     fields: list[tuple[str, Any]] = [
         ("networkInterfaceId", eni.id),
         ("assignedPrivateIpAddressesSet", [("privateIpAddress", new_ips)]),
@@ -98,6 +99,7 @@ def unassign_private_ip_addresses(ctx: Ec2Context, request: QueryRequest) -> Ans
         a for a in eni.private_ip_addresses if a["PrivateIpAddress"] not in addresses
     ]
     state.set_prefixes(eni, [p for p in held_prefixes if p not in prefixes])
+    state.gave_back(eni.subnet, addresses, prefixes)
     return Answer(result_body("UnassignPrivateIpAddresses", [("return", "true")]))
 
 

@@ -10,7 +10,9 @@ One EC2 request goes through, in order (the order real EC2 shows a client):
 5. the fault, if any, is answered (or the connection held and dropped);
 6. under the state lock: the action's handler (vpccni.localcloud.ec2_semantics_*) validates, rewrites or
    answers; moto serves what is forwarded; the handler's ``after`` patches state and XML; listeners hear
-   about every successful mutating call, still under the lock (so their snapshot is consistent).
+   about every successful mutating call, still under the lock (so their snapshot is consistent). A
+   describe of one instance (or of its ENIs) is answered from :mod:`.describe_cache` while nothing
+   touched that instance since the same describe was served.
 
 Requests that are not EC2 (moto's ``/moto-api``, other services) pass through to moto untouched; the
 ``/_localcloud/`` control plane is served by :mod:`vpccni.localcloud.ec2.control`. Every request reaching
@@ -36,6 +38,7 @@ from vpccni.localcloud.ec2 import instances as ec2_semantics_instances
 from vpccni.localcloud.ec2 import ips as ec2_semantics_ips
 from vpccni.localcloud.ec2.control import CONTROL_PREFIX, ControlPlane
 from vpccni.localcloud.ec2.counters import CallCounters
+from vpccni.localcloud.ec2.describe_cache import DescribeCache
 from vpccni.localcloud.ec2.faults import FaultInjector
 from vpccni.localcloud.ec2.handlers import Answer, Ec2Context, Forward, Handler
 from vpccni.localcloud.ec2.iam import Ec2Iam
@@ -78,10 +81,12 @@ class Ec2Middleware:
         notify: Callable[[str], None],
         stopping: threading.Event,
         iam: Ec2Iam | None = None,
+        wait: Callable[[float], object] | None = None,
     ) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         self._moto = DomainDispatcherApplication(create_backend_app)
+        self._ec2_app: Any = None
         self._state = state
         self._lock = lock
         self._throttler = throttler
@@ -89,9 +94,13 @@ class Ec2Middleware:
         self._latency = latency
         self._counters = counters
         self._context = Ec2Context(state, rng)
+        self._describes = DescribeCache(state)
         self._notify = notify
         self._stopping = stopping
         self._iam = iam
+        # How a latency or a held (timeout) fault is waited out: the stop event's wait by default, so a
+        # stopping server wakes its sleepers; the simulator passes a wait on its virtual clock.
+        self._wait = wait or stopping.wait
         self._control = ControlPlane(
             throttler=throttler,
             faults=faults,
@@ -112,6 +121,9 @@ class Ec2Middleware:
         request = QueryRequest.decode(body) if _is_ec2(environ, body) else None
         if request is None or not request.action:
             environ["wsgi.input"] = io.BytesIO(body)
+            # moto's own API (a reset) may change what the index and the kept describes mirror
+            self._state.forget_index()
+            self._describes.forget()
             return self._moto(environ, start_response)  # type: ignore[no-any-return]
         action = request.action
         self._counters.call(action)
@@ -146,16 +158,31 @@ class Ec2Middleware:
         fault = self._faults.pick(action)
         delay = self._latency.delay_for(action)
         if delay > 0:
-            self._stopping.wait(delay)
+            self._wait(delay)
         if fault is not None:
             if fault.timeout_s is not None:
-                self._stopping.wait(fault.timeout_s)
+                self._wait(fault.timeout_s)
                 return None
             return _error(Ec2ApiError(fault.code, fault.message, fault.status))
         with self._lock:
+            if not is_mutating(action):
+                return self._describe_locked(environ, action, request)
+            touched = self._describes.touched(action, request)
             reply = self._serve_locked(environ, action, request)
-            if reply[0] < 300 and is_mutating(action):
+            if reply[0] < 300:
+                self._state.after_mutation(action)
+                self._describes.changed(touched)
                 self._notify(action)
+        return reply
+
+    def _describe_locked(self, environ: dict[str, Any], action: str, request: QueryRequest) -> Reply:
+        key = self._describes.key(action, request)
+        kept = self._describes.get(key) if key is not None else None
+        if kept is not None:
+            return kept
+        reply = self._serve_locked(environ, action, request)
+        if key is not None:
+            self._describes.put(key, reply)
         return reply
 
     def _serve_locked(self, environ: dict[str, Any], action: str, request: QueryRequest) -> Reply:
@@ -185,13 +212,11 @@ class Ec2Middleware:
             captured["status"] = int(status.split(" ", 1)[0])
             captured["headers"] = headers
 
-        chunks = self._moto(forwarded, capture)
-        try:
-            payload = b"".join(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        # Every request forwarded here is EC2's: resolve moto's EC2 application once (moto's dispatcher
+        # lists its package directory on every request to find it).
+        if self._ec2_app is None:
+            self._ec2_app = self._moto.get_application(forwarded)
+        payload = wsgi_body(self._ec2_app, forwarded, capture)
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
         return captured["status"], headers, payload
 
@@ -243,3 +268,14 @@ def _drop(environ: dict[str, Any]) -> None:
     if connection is not None:
         with contextlib.suppress(OSError):  # the client may have gone already
             connection.shutdown(socket.SHUT_RDWR)
+
+
+def wsgi_body(app: Any, environ: dict[str, Any], start_response: Any) -> bytes:
+    """A WSGI application's whole response body; the iterable is closed as PEP 3333 asks."""
+    chunks = app(environ, start_response)
+    try:
+        return b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

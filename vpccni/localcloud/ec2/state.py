@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from vpccni.cloud.addressing import SubnetSpace
 from vpccni.config.limits import InstanceLimits, known_instance_types, lookup, require
 from vpccni.errors import CloudNotFound
+from vpccni.localcloud.ec2 import motofast
 from vpccni.localcloud.ec2.query import Ec2ApiError
 from vpccni.localcloud.model import EniView, InstanceView
 
@@ -97,12 +99,49 @@ def moto_errors() -> Iterator[None]:
         raise Ec2ApiError(str(error.code), str(error.message)) from error
 
 
+# Successful mutating actions that change no subnet's taken addresses, and those whose handlers report
+# exactly what they took or gave back (took/gave_back); any other mutation drops the subnet index.
+ADDRESS_NEUTRAL = frozenset({"AttachNetworkInterface", "DetachNetworkInterface",
+                             "ModifyNetworkInterfaceAttribute", "CreateTags", "DeleteTags"})
+ADDRESS_REPORTED = frozenset({"AssignPrivateIpAddresses", "UnassignPrivateIpAddresses",
+                              "CreateNetworkInterface", "DeleteNetworkInterface"})
+
+
+class _Taken:
+    """One subnet's taken addresses as integers, and how many lie in its usable range."""
+
+    def __init__(self, space: SubnetSpace) -> None:
+        self.used = set(space.used)
+        self.low, self.high = int(space.cidr.network_address) + 4, int(space.cidr.broadcast_address) - 1
+        self.in_range = sum(1 for a in self.used if self.low <= a <= self.high)
+
+    def change(self, values: set[int], taken: bool) -> None:
+        for value in values:
+            if (value in self.used) == taken:
+                continue  # already so: counted once
+            if taken:
+                self.used.add(value)
+            else:
+                self.used.discard(value)
+            if self.low <= value <= self.high:
+                self.in_range += 1 if taken else -1
+
+
 class Ec2State:
-    """Lookups and views over one account/region of moto's EC2 backend."""
+    """Lookups and views over one account/region of moto's EC2 backend.
+
+    The taken addresses of each subnet are indexed: a subnet's space is built once by walking every ENI
+    (what :meth:`space` did on each request, which grows with the account's ENIs: a fleet of thousands
+    made every AssignPrivateIpAddresses walk them all), then kept in step by the handlers that take or
+    give back addresses (:meth:`took`, :meth:`gave_back`). Any other change to addresses — a mutating
+    action not known to leave them alone, a request that bypasses the EC2 handlers — drops the index
+    (:meth:`after_mutation`, :meth:`forget_index`) and the next request rebuilds it.
+    """
 
     def __init__(self, account_id: str, region: str) -> None:
         self.account_id = account_id
         self.region = region
+        self._taken: dict[str, _Taken] = {}
 
     @property
     def backend(self) -> Any:
@@ -120,6 +159,8 @@ class Ec2State:
         from moto import settings
 
         _own_security_groups_only()
+        motofast.install()
+        motofast.register(self)
         with _BACKEND_CREATION:
             original = settings.ec2_load_default_amis
             if not load_default_amis:
@@ -133,6 +174,8 @@ class Ec2State:
         """Drop this account's EC2 state from moto (the server is going away)."""
         from moto.ec2.models import ec2_backends
 
+        self._taken.clear()
+        motofast.forget(self)
         ec2_backends.pop(self.account_id, None)
 
     # --- lookups that fail the way EC2 does -----------------------------------------------------------
@@ -157,9 +200,11 @@ class Ec2State:
         return list(self.backend.enis.values())
 
     def attached_enis(self, instance: Any) -> list[Any]:
-        """ENIs attached to ``instance``, by device index (from the ENIs' side: moto's own
-        ``instance.nics`` keeps entries for ENIs deleted at termination)."""
-        found = [e for e in self.backend.enis.values() if e.instance is instance]
+        """ENIs attached to ``instance``, by device index. moto's ``instance.nics`` keeps entries for ENIs
+        deleted at termination, so each is checked from the ENI's side (still known, attached here):
+        the same answer as walking every ENI of the account, without the walk."""
+        enis = self.backend.enis
+        found = [e for e in instance.nics.values() if e.instance is instance and enis.get(e.id) is e]
         return sorted(found, key=lambda e: e.device_index if e.device_index is not None else -1)
 
     # --- addresses, prefixes, limits -----------------------------------------------------------------
@@ -190,7 +235,15 @@ class Ec2State:
 
     def space(self, subnet: Any) -> SubnetSpace:
         """Everything taken in ``subnet``: ENI addresses, delegated prefixes, and addresses moto's subnet
-        itself has handed out (instance primaries before their ENI exists)."""
+        itself has handed out (instance primaries before their ENI exists). A view of the live index:
+        use it for one request, then report what it took."""
+        taken = self._taken.get(subnet.id)
+        if taken is None:
+            taken = self._taken[subnet.id] = _Taken(self._scan(subnet))
+        return SubnetSpace(ipaddress.IPv4Network(subnet.cidr_block, strict=False), taken.used,
+                           taken_in_range=taken.in_range)
+
+    def _scan(self, subnet: Any) -> SubnetSpace:
         addresses: list[str] = list(getattr(subnet, "_subnet_ips", {}).keys())
         prefixes: list[str] = []
         for eni in self.backend.enis.values():
@@ -198,6 +251,29 @@ class Ec2State:
                 addresses.extend(self.addresses(eni))
                 prefixes.extend(self.prefixes(eni))
         return SubnetSpace.build(subnet.cidr_block, addresses, prefixes)
+
+    def took(self, subnet: Any, addresses: Iterable[str] = (), prefixes: Iterable[str] = ()) -> None:
+        """A successful request took ``addresses``/``prefixes`` in ``subnet``: keep the index true."""
+        self._change(subnet, addresses, prefixes, taken=True)
+
+    def gave_back(self, subnet: Any, addresses: Iterable[str] = (), prefixes: Iterable[str] = ()) -> None:
+        self._change(subnet, addresses, prefixes, taken=False)
+
+    def _change(self, subnet: Any, addresses: Iterable[str], prefixes: Iterable[str], *, taken: bool) -> None:
+        index = self._taken.get(subnet.id)
+        if index is None:
+            return  # built from moto's state on next use
+        values = set(SubnetSpace.build(subnet.cidr_block, addresses, prefixes).used)
+        index.change(values, taken)
+
+    def after_mutation(self, action: str) -> None:
+        """A mutating ``action`` succeeded: the index stays only if the action is known to keep it."""
+        if action not in ADDRESS_NEUTRAL and action not in ADDRESS_REPORTED:
+            self._taken.clear()
+
+    def forget_index(self) -> None:
+        """Something changed moto's state outside the EC2 handlers (a moto-api request, a reset)."""
+        self._taken.clear()
 
     # --- read-only views -----------------------------------------------------------------------------
 

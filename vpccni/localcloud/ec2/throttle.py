@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from vpccni.cloud.aws import buckets
+
 Clock = Callable[[], float]
 
 MUTATING = "mutating"
@@ -75,6 +77,29 @@ class ThrottleConfig:
     @classmethod
     def disabled(cls) -> ThrottleConfig:
         return cls(enabled=False)
+
+    @classmethod
+    def aws_documented(cls) -> ThrottleConfig:
+        """The account's buckets as the EC2 API reference lists them for the calls a CNI makes
+        (:mod:`vpccni.cloud.aws.buckets`): the address and interface actions each have a bucket of their
+        own (100 tokens, 5/s); every other mutating action shares the mutating bucket (50, 5/s);
+        Describe* share the non-mutating one (100, 20/s), or the unfiltered one (50, 10/s)."""
+        return cls(
+            buckets={name: BucketSpec(b.capacity, b.refill_per_s) for name, b in buckets.DOCUMENTED.items()},
+            action_classes={action: action for action in buckets.OWN_BUCKET_ACTIONS},
+        )
+
+    def scaled(self, refill_factor: float, capacity_factor: float = 1.0) -> ThrottleConfig:
+        """Every bucket's refill multiplied by ``refill_factor`` (a compressed clock) and its capacity by
+        ``capacity_factor`` (fewer clients sharing the account), never below one token."""
+        return ThrottleConfig(
+            enabled=self.enabled,
+            buckets={
+                name: BucketSpec(max(1.0, spec.capacity * capacity_factor), spec.refill_per_s * refill_factor)
+                for name, spec in self.buckets.items()
+            },
+            action_classes=dict(self.action_classes),
+        )
 
     def class_of(self, action: str, *, filtered: bool = True) -> str:
         """The bucket an ``action`` draws from. ``filtered``: the request narrowed its result set."""
@@ -167,6 +192,15 @@ class Throttler:
                 bucket.tokens -= 1
                 return True
             return False
+
+    def would_throttle(self, action: str, *, filtered: bool = True) -> bool:
+        """Whether ``action`` would be throttled now, taking nothing (a peek)."""
+        with self._lock:
+            if not self._config.enabled:
+                return False
+            bucket = self._buckets[self._config.class_of(action, filtered=filtered)]
+            bucket.refill(self._clock())
+            return bucket.tokens < 1
 
     def tokens(self) -> dict[str, float]:
         """Current tokens per class (after refill)."""
