@@ -103,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     empty = [n for n, j in enumerate(journals) if not j.events]
     if empty:
         return fail(PROG, f"journal {empty[0] + 1} holds no churn (no ADD or DEL recorded yet)")
+    azure = [n for n, j in enumerate(journals) if j.header.get("settings", {}).get("VPCCNI_CLOUD") == "azure"]
+    if azure:  # the replay runs over the local cloud's EC2 with AWS instance limits
+        return fail(PROG, f"journal {azure[0] + 1} is from an Azure node (VPCCNI_CLOUD=azure): vpccni tune "
+                          "replays AWS nodes only")
     settings: list[tuple[str, dict[str, str]]] = [("current", {})]
     for spec in args.what_if:
         try:

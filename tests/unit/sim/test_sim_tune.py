@@ -84,3 +84,14 @@ def test_a_replay_runs_the_pool_in_virtual_time() -> None:
     assert current.pods == warm2.pods == 20 and current.never_addressed == warm2.never_addressed == 0
     assert warm2.idle_mean < current.idle_mean, "WARM_IP_TARGET=2 keeps fewer addresses idle ..."
     assert warm2.mutating_calls > current.mutating_calls, "... and pays for it in EC2 calls"
+
+
+def test_an_azure_node_s_journal_is_refused_in_one_line(tmp_path, capsys) -> None:
+    from vpccni.cli import main
+
+    path = tmp_path / "azure.journal"
+    path.write_text('{"journal":"vpccni-churn/1","start":1000.0,"instance_type":"Standard_D4s_v5",'
+                    '"settings":{"VPCCNI_CLOUD":"azure"}}\n0 A p1 10 1\n', encoding="utf-8")
+    assert main(["tune", "--journal", str(path)]) == 2
+    said = capsys.readouterr().err
+    assert "is from an Azure node (VPCCNI_CLOUD=azure): vpccni tune replays AWS nodes only" in said
