@@ -118,6 +118,16 @@ class InstanceInfo:
         return next((i for i in range(limit) if i not in used), None)
 
 
+def check_create_counts(secondary_address_count: int, prefix_count: int) -> None:
+    """ValueError unless a new interface asks for secondary addresses or /28 prefixes (not both, none < 0):
+    the contract of :meth:`CloudProvider.create_interface` every provider checks alike."""
+    if secondary_address_count < 0 or prefix_count < 0 or (secondary_address_count and prefix_count):
+        raise ValueError(
+            "create_interface takes secondary_address_count OR prefix_count (>= 0), "
+            f"got {secondary_address_count} and {prefix_count}"
+        )
+
+
 class CloudProvider(Protocol):
     """The one interface between ipamd and a cloud. Blocking; call it from worker threads."""
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from vpccni.cloud.aws.client import AwsSettings, make_ec2_client
 from vpccni.cloud.aws.errors import map_error
 from vpccni.cloud.aws.parse import parse_instance, parse_interface, parse_subnet
-from vpccni.cloud.base import CloudProvider, InstanceInfo, NetworkInterface, Subnet
+from vpccni.cloud.base import CloudProvider, InstanceInfo, NetworkInterface, Subnet, check_create_counts
 from vpccni.cloud.budget import ApiBudget
 from vpccni.cloud.observe import CallObserver, InFlightCalls
 from vpccni.cloud.retry import CallRunner, RetrySettings
@@ -187,11 +187,7 @@ class AwsProvider:
         secondary_address_count: int = 0,
         prefix_count: int = 0,
     ) -> NetworkInterface:
-        if secondary_address_count < 0 or prefix_count < 0 or (secondary_address_count and prefix_count):
-            raise ValueError(
-                "create_interface takes secondary_address_count OR prefix_count (>= 0), "
-                f"got {secondary_address_count} and {prefix_count}"
-            )
+        check_create_counts(secondary_address_count, prefix_count)
         kwargs: dict[str, Any] = {
             "SubnetId": subnet_id,
             "Groups": list(security_group_ids),

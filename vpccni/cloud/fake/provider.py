@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from vpccni.cloud.aws.codes import error_class_for
-from vpccni.cloud.base import CloudProvider, InstanceInfo, NetworkInterface, Subnet
+from vpccni.cloud.base import CloudProvider, InstanceInfo, NetworkInterface, Subnet, check_create_counts
 from vpccni.cloud.fake import ec2
 from vpccni.cloud.fake.cloud import FakeCloud
 from vpccni.cloud.fake.state import Ec2Error
@@ -122,11 +122,7 @@ class FakeProvider:
         secondary_address_count: int = 0,
         prefix_count: int = 0,
     ) -> NetworkInterface:
-        if secondary_address_count < 0 or prefix_count < 0 or (secondary_address_count and prefix_count):
-            raise ValueError(
-                "create_interface takes secondary_address_count OR prefix_count (>= 0), "
-                f"got {secondary_address_count} and {prefix_count}"
-            )
+        check_create_counts(secondary_address_count, prefix_count)
         return self._send("CreateNetworkInterface", lambda: ec2.create_interface(
             self.cloud, subnet_id=subnet_id, group_ids=security_group_ids, description=description,
             tags=tags, address_count=secondary_address_count, prefix_count=prefix_count))
