@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ VERSION = "vpccni-churn/1"
 SEGMENT_BYTES = 2 * 1024 * 1024
 SEGMENTS = 3
 KINDS = ("A", "N", "D")
+
+log = logging.getLogger("ipamd.state.journal")
 
 
 def token(container_id: str, ifname: str = "eth0") -> str:
@@ -67,8 +71,10 @@ class ChurnJournal:
         self._pending: list[tuple[float, str, str, int, int]] = []
         self._start = 0.0
         self._size = 0
-        self._index = max(self._existing(), default=-1)
+        self._index: int | None = None  # found on the first flush: building the journal does no I/O
+        self._lock = threading.Lock()  # the flush timer's thread and /v1/journal's read
         self.records = 0
+        self.failure = ""  # the last write that failed ("" = none since): the journal is lost, not ipamd
 
     def _existing(self) -> list[int]:
         folder, base = os.path.split(self.path)
@@ -86,10 +92,26 @@ class ChurnJournal:
 
     def flush(self) -> None:
         """Append what was recorded to the current segment (one write, no fsync); start a new segment
-        when the current one is full, dropping the oldest beyond ``segments``."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
+        when the current one is full, dropping the oldest beyond ``segments``. A journal is a diagnostic:
+        a write that fails (no directory, read-only, disk full) drops these events with one warning per
+        distinct error and never raises, so it cannot stop ipamd."""
+        with self._lock:
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, []
+            try:
+                if self._index is None:
+                    self._index = max(self._existing(), default=-1)
+                self._append(pending)
+            except OSError as exc:
+                if str(exc) != self.failure:
+                    log.warning("churn journal %s: %d events not written: %s", self.path, len(pending), exc)
+                self.failure = str(exc)
+                self._size = 0  # start a new segment next time: the current one may be torn or gone
+                return
+            self.failure = ""
+
+    def _append(self, pending: list[tuple[float, str, str, int, int]]) -> None:
         lines: list[str] = []
         for at, kind, pod, held, assigned in pending:
             if self._size == 0 or self._size >= self._segment_bytes:
@@ -102,6 +124,7 @@ class ChurnJournal:
         self._write("".join(lines))
 
     def _open_segment(self, start: float) -> None:
+        assert self._index is not None
         if self._index >= 0 and os.path.exists(self._segment(self._index)):
             with open(self._segment(self._index), "ab") as previous:
                 os.fsync(previous.fileno())  # a closed segment is durable; only the newest may be torn
@@ -116,7 +139,7 @@ class ChurnJournal:
                 os.unlink(self._segment(old))
 
     def _write(self, text: str) -> None:
-        if text:
+        if text and self._index is not None:
             with open(self._segment(self._index), "a") as segment:
                 segment.write(text)
 
@@ -127,9 +150,12 @@ class ChurnJournal:
         """Every segment, oldest first (what /v1/journal serves)."""
         self.flush()
         out = []
-        for index in self._existing():
-            with open(self._segment(index), "rb") as segment:
-                out.append(segment.read())
+        with self._lock:
+            if not os.path.isdir(os.path.dirname(self.path) or "."):
+                return b""  # nothing was ever written (the folder is not there)
+            for index in self._existing():
+                with open(self._segment(index), "rb") as segment:
+                    out.append(segment.read())
         return b"".join(out)
 
 

@@ -34,6 +34,25 @@ def test_recording_touches_no_file_until_a_flush(tmp_path) -> None:
     assert parsed.events[1].t - parsed.events[0].t == pytest.approx(1.5)
 
 
+def test_a_journal_that_cannot_be_written_never_stops_ipamd(tmp_path, caplog) -> None:
+    """No folder yet (ipamd's state directory not mounted, read-only, disk full): building the journal does
+    no I/O, a flush drops its events with one warning per distinct error, and writing resumes once the
+    folder is there."""
+    folder = tmp_path / "run"
+    journal = ChurnJournal(str(folder / "ipam.json.churn"), {}, clock=Clock())
+    for _ in range(2):
+        journal.record("A", "abcd0001", 9, 1)
+        journal.flush()
+    assert "No such file or directory" in journal.failure and not folder.exists()
+    assert len([r for r in caplog.records if "not written" in r.getMessage()]) == 1
+    assert journal.read() == b""
+    folder.mkdir()
+    journal.record("A", "abcd0002", 9, 2)
+    journal.flush()
+    assert journal.failure == ""
+    assert [e.pod for e in parse(journal.read().decode()).events] == ["abcd0002"]
+
+
 def test_segments_are_bounded_and_the_oldest_dropped(tmp_path) -> None:
     clock = Clock()
     journal = ChurnJournal(str(tmp_path / "j"), {}, clock=clock, segment_bytes=200, segments=3)
