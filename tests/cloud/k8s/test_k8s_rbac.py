@@ -2,8 +2,8 @@
 
 Every public method of the agent runs against the emulator through a client that records each request
 as RBAC sees it (API group, resource, verb). The recorded set must equal ``PERMISSIONS_USED`` (so the
-declaration cannot drift from the code) and fit inside the chart's ClusterRole as Helm renders it —
-with ANNOTATE_POD_IP on and, without pod access, with it off.
+declaration cannot drift from the code) and fit inside the chart's ClusterRole (with the fleet budget,
+also its Role) as Helm renders it, with ANNOTATE_POD_IP on and, without pod access, with it off.
 """
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ CHART = str(REPO / "charts" / "vpccni")
 NODE = "n1"
 
 
-def granted(values: dict[str, Any]) -> set[Permission]:
+def roles(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ClusterRole and every Role the chart renders with ``values``."""
     rendered = helm.Chart.load(CHART).render(values, name="vpccni", namespace="kube-system")
-    (text,) = [text for path, text in rendered.items() if path.endswith("templates/clusterrole.yaml")]
-    (role,) = [doc for doc in yaml.safe_load_all(text) if doc and doc.get("kind") == "ClusterRole"]
+    return [doc for path, text in rendered.items() if path.endswith(".yaml")  # not NOTES.txt
+            for doc in yaml.safe_load_all(text) if doc and doc.get("kind") in ("ClusterRole", "Role")]
+
+
+def granted(values: dict[str, Any]) -> set[Permission]:
     return {Permission(group, resource, verb)
+            for role in roles(values)
             for rule in role["rules"]
             for group in rule.get("apiGroups", [])
             for resource in rule.get("resources", [])
@@ -90,6 +95,20 @@ def test_chart_grants_everything_used_by_default(kube: KubeCluster) -> None:
     assert not {p for p in used if p.resource == "pods"}
     missing = used - granted({})
     assert not missing, f"ipamd uses permissions the ClusterRole lacks: {sorted(missing)}"
+
+
+@pytest.mark.parametrize(("target", "namespace"), [("vpccni-ec2-budget", "kube-system"),
+                                                   ("ops/vpccni-ec2-budget", "ops")])
+def test_the_ledger_is_granted_in_its_namespace_by_name(target: str, namespace: str) -> None:
+    """No cluster-wide ConfigMap access: a Role in the ledger's namespace, get and patch on that one
+    object (create cannot be limited to a name in RBAC)."""
+    found = roles({"env": {"VPCCNI_FLEET_BUDGET": target}})
+    (cluster,) = [r for r in found if r["kind"] == "ClusterRole"]
+    assert not [rule for rule in cluster["rules"] if "configmaps" in rule["resources"]]
+    (role,) = [r for r in found if r["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == namespace
+    by_verbs = {tuple(rule["verbs"]): rule.get("resourceNames") for rule in role["rules"]}
+    assert by_verbs == {("get", "patch"): ["vpccni-ec2-budget"], ("create",): None}
 
 
 @pytest.mark.parametrize("values", [{}, {"env": {"ANNOTATE_POD_IP": "true"}},

@@ -28,6 +28,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "external-snat": {"env": {"AWS_VPC_K8S_CNI_EXTERNALSNAT": "true", "ANNOTATE_POD_IP": "true"}},
     "warm-ip-unquoted": {"env": {"WARM_ENI_TARGET": 0, "WARM_IP_TARGET": 5, "MINIMUM_IP_TARGET": 10}},
+    "fleet-budget": {"env": {"VPCCNI_FLEET_BUDGET": "ops/vpccni-ec2-budget"}},
 }
 
 
