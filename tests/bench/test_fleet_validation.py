@@ -11,10 +11,10 @@ comparison is about the fleet's course, not the last second.
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import pytest
 
+from tests import quiet
 from vpccni.benchmarks.fleet_real import account_buckets, run_real
 from vpccni.sim.fleet import run_fleet
 from vpccni.sim.policies import VPCCNI
@@ -27,15 +27,15 @@ TOLERANCE = 0.25
 
 @pytest.fixture(scope="module")
 def both() -> tuple[dict[str, object], dict[str, object]]:
-    logging.getLogger("ipamd").setLevel(logging.ERROR)
-    spec = FleetSpec(nodes=NODES, seed=3)
-    share = NODES / FLEET
-    real = run_real(spec, scale=SCALE, share=share)
-    policy = dataclasses.replace(VPCCNI, wall_factor=SCALE)
-    sim = summarize(run_fleet(spec, policy, profile="fast", throttle=account_buckets(1.0, share)), spec)
-    print(f"\nreal: {real['all_addressed_s']} s, {real['calls']} calls ({real['throttled']} throttled), "
-          f"{real['wall_s']} s wall\nsim:  {sim['all_addressed_s']} s, {sim['calls']} calls "
-          f"({sim['throttled']} throttled), {sim['wall_s']} s wall")
+    with quiet("ipamd"):
+        spec = FleetSpec(nodes=NODES, seed=3)
+        share = NODES / FLEET
+        real = run_real(spec, scale=SCALE, share=share)
+        policy = dataclasses.replace(VPCCNI, wall_factor=SCALE)
+        sim = summarize(run_fleet(spec, policy, profile="fast", throttle=account_buckets(1.0, share)), spec)
+        print(f"\nreal: {real['all_addressed_s']} s, {real['calls']} calls ({real['throttled']} throttled), "
+              f"{real['wall_s']} s wall\nsim:  {sim['all_addressed_s']} s, {sim['calls']} calls "
+              f"({sim['throttled']} throttled), {sim['wall_s']} s wall")
     return real, sim
 
 

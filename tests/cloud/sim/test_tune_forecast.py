@@ -10,11 +10,10 @@ timing jitter is a few cluster seconds: it moves when an address is released, no
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from ipamd.state.journal import parse
+from tests import quiet
 from vpccni.benchmarks.churn import scaled_throttling, scenario
 from vpccni.benchmarks.churn_trace import TimeScale, churn_trace
 from vpccni.localcloud import LocalCloud
@@ -35,15 +34,16 @@ def within(forecast_value: float, actual: float, tolerance: tuple[float, float])
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, object]:
-    logging.getLogger("ipamd").setLevel(logging.ERROR)
-    trace = churn_trace(7, 150, 20, 120)
-    with LocalCloud(profile="fast", seed=7, throttle=scaled_throttling(SCALE)) as cloud:
-        recorded = scenario(cloud, trace, SCALE, "m5.xlarge", "recorded (defaults)", {}, keep_journal=True)
-        actual = {name: scenario(cloud, trace, SCALE, "m5.xlarge", name, settings)
-                  for name, settings in SETTINGS}
-    journal = parse(str(recorded["journal"]))
-    forecasts = {name: forecast(name, replay(journal, settings, profile="fast"))
-                 for name, settings in SETTINGS}
+    with quiet("ipamd"):
+        trace = churn_trace(7, 150, 20, 120)
+        with LocalCloud(profile="fast", seed=7, throttle=scaled_throttling(SCALE)) as cloud:
+            recorded = scenario(cloud, trace, SCALE, "m5.xlarge", "recorded (defaults)", {},
+                                keep_journal=True)
+            actual = {name: scenario(cloud, trace, SCALE, "m5.xlarge", name, settings)
+                      for name, settings in SETTINGS}
+        journal = parse(str(recorded["journal"]))
+        forecasts = {name: forecast(name, replay(journal, settings, profile="fast"))
+                     for name, settings in SETTINGS}
     return {"journal": journal, "recorded": recorded, "actual": actual, "forecasts": forecasts}
 
 

@@ -3,6 +3,7 @@ and the datastore tells it of every ADD (got one / found none) and DEL."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -38,6 +39,7 @@ def test_a_journal_that_cannot_be_written_never_stops_ipamd(tmp_path, caplog) ->
     """No folder yet (ipamd's state directory not mounted, read-only, disk full): building the journal does
     no I/O, a flush drops its events with one warning per distinct error, and writing resumes once the
     folder is there."""
+    caplog.set_level(logging.WARNING, logger="ipamd.state.journal")  # whatever other tests set "ipamd" to
     folder = tmp_path / "run"
     journal = ChurnJournal(str(folder / "ipam.json.churn"), {}, clock=Clock())
     for _ in range(2):
