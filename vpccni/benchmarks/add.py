@@ -39,13 +39,11 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from vpccni.benchmarks.add_phases import (
@@ -64,6 +62,7 @@ from vpccni.benchmarks.add_phases import (
     version_floor,
 )
 from vpccni.benchmarks.floors import process_floor, veth_floor
+from vpccni.benchmarks.harness_run import run_cleanly
 from vpccni.benchmarks.stats import LatencySummary, machine_load
 from vpccni.config import limits
 from vpccni.console import fail
@@ -128,25 +127,12 @@ def run(args: argparse.Namespace) -> int:
             read_payload(payload)
         except PermanentError as exc:
             return fail(prog, f"--payload: {exc}")
-    from vpccni.demo.run import one_line
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up as Ctrl-C does
-    try:
-        report = measure(args.instance_type, args.sequential, args.concurrent, args.floor_runs, payload)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{prog}: interrupted; what it had created is removed\n")
-        return 130
-    except Exception as exc:  # one line, not a traceback; the cluster is gone already
-        sys.stderr.write(f"{prog}: failed: {one_line(exc)}\n")
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    report = run_cleanly(prog, lambda: measure(args.instance_type, args.sequential, args.concurrent,
+                                               args.floor_runs, payload))
+    if isinstance(report, int):
+        return report
     sys.stdout.write(json.dumps(report) + "\n" if args.json else text(report) + "\n")
     return 0
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 @dataclass

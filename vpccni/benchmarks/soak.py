@@ -30,13 +30,12 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import sys
 import threading
 import time
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from vpccni.benchmarks.harness_run import run_cleanly
 from vpccni.benchmarks.soak_audit import Audit, audit_until_clean
 from vpccni.benchmarks.soak_chaos import (
     FAULTS,
@@ -97,25 +96,11 @@ def run(args: argparse.Namespace) -> int:
         return fail(prog, f"--instance-type {args.instance_type!r}: not in DescribeInstanceTypes")
     if os.geteuid() != 0:
         return fail(prog, "needs root: it creates network namespaces and runs ipamd in one")
-    from vpccni.demo.run import one_line
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up as Ctrl-C does
-    try:
-        report = soak(args)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{prog}: interrupted; what it had created is removed\n")
-        return 130
-    except Exception as exc:  # one line, not a traceback; the cluster is gone already
-        sys.stderr.write(f"{prog}: failed: {one_line(exc)}\n")
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    report = run_cleanly(prog, lambda: soak(args))
+    if isinstance(report, int):
+        return report
     sys.stdout.write(json.dumps(report) + "\n" if args.json else text(report) + "\n")
     return 0 if report["clean"] else 1
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 class Phase:
