@@ -20,11 +20,12 @@ import tempfile
 import time
 from typing import Any
 
+from vpccni.benchmarks.fleet_real import WAIT_OUT
 from vpccni.benchmarks.floors import process_floor
 from vpccni.testing.ipamd_process import IpamdPaths, IpamdProcess, ipamd_env
 from vpccni.testing.scratch_netns import LABEL, scratch_netns
 from vpccni.wire.client import IpamdUnreachable, call
-from vpccni.wire.protocol import ErrorKind, Op, Request
+from vpccni.wire.protocol import Op, Request
 
 GOAL_COLD_START_S = 1.5
 GOAL_RSS_MIB = 60.0
@@ -41,8 +42,7 @@ def _add(socket_path: str, pod: str, netns_fd: int) -> bool:
         answer = call(socket_path, request, timeout_s=5.0, netns_fd=netns_fd)
     except IpamdUnreachable:
         return False
-    if answer.error is not None and answer.error.kind not in (ErrorKind.NO_IP, ErrorKind.NOT_READY,
-                                                               ErrorKind.TRY_AGAIN):
+    if answer.error is not None and answer.error.kind not in WAIT_OUT:
         raise RuntimeError(f"ipamd refused {pod}: {answer.error}")
     return answer.ok
 

@@ -30,7 +30,7 @@ from vpccni.wire.protocol import ErrorKind, Op, Request
 
 KUBELET_BACKOFF_S = 10.0  # as the simulator's kubelet (vpccni.sim.fleet)
 # What a pod waits out (no address yet, ipamd starting or busy); any other refusal is the harness's fault.
-_WAIT_OUT = (ErrorKind.NO_IP, ErrorKind.NOT_READY, ErrorKind.TRY_AGAIN)
+WAIT_OUT = (ErrorKind.NO_IP, ErrorKind.NOT_READY, ErrorKind.TRY_AGAIN)
 
 
 def account_buckets(scale: float, share: float) -> Any:
@@ -59,7 +59,7 @@ async def _pods(sockets: list[str], spec: FleetSpec, scale: TimeScale, began: fl
             if answer is not None and answer.ok:
                 done.append((loop.time() - began) * scale.factor)
                 return
-            if answer is not None and answer.error is not None and answer.error.kind not in _WAIT_OUT:
+            if answer is not None and answer.error is not None and answer.error.kind not in WAIT_OUT:
                 raise RuntimeError(f"ipamd refused pod-{node}-{index}: {answer.error}")
             await asyncio.sleep(scale.wall(KUBELET_BACKOFF_S * (1 + 0.5 * rng.random())))
         done.append(None)
